@@ -1,0 +1,124 @@
+/**
+ * The one frame codec. A frame on the wire is a 4-byte big-endian body length followed
+ * by a msgpack body, an array whose first element is the frame type:
+ *
+ * ```
+ *  0        4                                          4 + length
+ *  +--------+------------------------------------------+
+ *  | length | msgpack [type, ...fields]                |
+ *  +--------+------------------------------------------+
+ * ```
+ *
+ * ```ts
+ * const bytes = encodeFrame([FrameType.ACK, 7])
+ * const reader = new FrameReader(1 << 20)
+ * for (const frame of reader.push(bytes)) console.log(frame) // [6, 7]
+ * ```
+ */
+import { Packr } from 'msgpackr'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { RpcError } from '../errors/rpc-error.js'
+
+export const PROTOCOL_VERSION = 1
+
+export const FrameType = {
+  /** [HELLO, HelloBody]: first frame each side sends on a link. */
+  HELLO: 1,
+  /** [GOODBYE, code, message]: the sender refuses or ends the link. */
+  GOODBYE: 2,
+  /** [CALL, id, fn, args, timeoutMs, lowWater]: lowWater = every id below it has ended for the caller. */
+  CALL: 3,
+  /** [REPLY, id, value] */
+  REPLY: 4,
+  /** [ERROR, id, code, name, message, stack] */
+  ERROR: 5,
+  /** [ACK, id]: the callee holds the call and is still working on it. */
+  ACK: 6
+} as const
+
+export interface HelloBody {
+  /** Protocol version; a peer refuses a major version it does not speak. */
+  v: number
+  name: string
+  /** The libp2p peer id; must equal the id Noise authenticated on this link. */
+  peerId: string
+  /** Random per process start: tells a restarted peer from a reconnected one. */
+  incarnation: string
+  /** Addresses the peer listens on, in the form `connect` accepts. */
+  addrs: string[]
+  /** Transports the peer offers, by canonical name. */
+  transports: string[]
+}
+
+export const HEADER_BYTES = 4
+
+// structuredClone keeps Map apart from plain objects, Set, Date and cycles; int64AsType
+// keeps bigint a bigint; moreTypes carries every typed array as raw bytes.
+const packr = new Packr({
+  structuredClone: true,
+  mapsAsObjects: false,
+  moreTypes: true,
+  int64AsType: 'bigint',
+  useBigIntExtension: true
+})
+
+/** Encodes one frame body as header + body bytes, ready for a link. */
+export function encodeFrame (body: unknown[]): Uint8Array {
+  const payload = packr.pack(body)
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength)
+  out.writeUInt32BE(payload.byteLength, 0)
+  out.set(payload, HEADER_BYTES)
+  return out
+}
+
+/** Encodes a value alone (no header), for paths that carry values without frames. */
+export function encodeValue (value: unknown): Uint8Array {
+  return packr.pack(value)
+}
+
+export function decodeValue (bytes: Uint8Array): unknown {
+  return packr.unpack(bytes)
+}
+
+/**
+ * Reassembles frames from the chunks a byte stream delivers. Throws `BAD_FRAME` on a
+ * length above `maxFrameBytes` or a body that is not msgpack; after a throw the stream
+ * is out of step and the link must be closed.
+ */
+export class FrameReader {
+  private readonly buffer = new Uint8ArrayList()
+
+  constructor (private readonly maxFrameBytes: number) {}
+
+  /** Bytes held that do not yet make a whole frame. */
+  get pending (): number {
+    return this.buffer.byteLength
+  }
+
+  * push (chunk: Uint8Array | Uint8ArrayList): Generator<unknown[]> {
+    this.buffer.append(chunk)
+    while (this.buffer.byteLength >= HEADER_BYTES) {
+      const length = this.buffer.getUint32(0)
+      if (length > this.maxFrameBytes) {
+        throw new RpcError('BAD_FRAME', `frame of ${length} bytes is above the limit of ${this.maxFrameBytes} bytes`)
+      }
+      if (this.buffer.byteLength < HEADER_BYTES + length) return
+      const body = this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length)
+      this.buffer.consume(HEADER_BYTES + length)
+      yield decodeFrameBody(body)
+    }
+  }
+}
+
+function decodeFrameBody (body: Uint8Array): unknown[] {
+  let frame: unknown
+  try {
+    frame = packr.unpack(body)
+  } catch (err) {
+    throw new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
+  }
+  if (!Array.isArray(frame) || typeof frame[0] !== 'number') {
+    throw new RpcError('BAD_FRAME', 'frame body is not an array that starts with a frame type')
+  }
+  return frame
+}

@@ -1,0 +1,250 @@
+/**
+ * Names to peers. Every link starts with a HELLO each way; the directory checks that the
+ * peer id in the HELLO is the one the transport authenticated, binds the name to it, and
+ * refuses a second live key for a name with NAME_TAKEN. After the handshake, frames go
+ * to `onFrame` with the session they came from.
+ *
+ * ```ts
+ * const directory = new PeerDirectory({ self, helloTimeoutMs: 10_000 }, events)
+ * transport.onInbound(link => directory.attach(link))
+ * directory.linkFor('host')?.send(frame)
+ * ```
+ */
+import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { encodeFrame, FrameType, PROTOCOL_VERSION, type HelloBody } from '../codec/frame.js'
+import { RpcError, isRpcErrorCode } from '../errors/rpc-error.js'
+import type { Link } from '../transports/transport.js'
+
+const log = logger('cohort:directory')
+
+/** What this process says of itself in a HELLO. */
+export interface SelfDescription {
+  name: () => string
+  peerId: () => string
+  addresses: () => string[]
+  transports: () => string[]
+  readonly incarnation: string
+}
+
+export type PeerState = 'connected' | 'disconnected'
+
+/** One named peer as this process knows it. */
+export class PeerSession {
+  links: Link[] = []
+  state: PeerState = 'connected'
+  readonly firstSeen = Date.now()
+  lastHeard = Date.now()
+  /** State kept by the callee side for this caller (at-most-once table); reset on restart. */
+  calleeState: unknown
+
+  constructor (
+    readonly name: string,
+    public peerId: string,
+    public incarnation: string,
+    public addrs: string[],
+    public transports: string[],
+    /** How this process learned of the peer: 'inbound' or the address it dialed. */
+    public learnedFrom: string
+  ) {}
+
+  /** The link to send on: the newest open one. */
+  link (): Link | undefined {
+    for (let i = this.links.length - 1; i >= 0; i--) {
+      if (this.links[i].open) return this.links[i]
+    }
+    return undefined
+  }
+}
+
+export interface DirectoryEvents {
+  /** A peer has a usable link. `restarted` when it is a new process under a known name. */
+  peerUp: (session: PeerSession, restarted: boolean) => void
+  /** A peer's last link closed. */
+  peerDown: (session: PeerSession) => void
+  /** A frame from a peer after its handshake. */
+  frame: (session: PeerSession, frame: unknown[]) => void
+}
+
+export interface DirectoryInit {
+  self: SelfDescription
+  /** How long a link may stay silent before its HELLO. */
+  helloTimeoutMs: number
+}
+
+/** The link leads back to this very peer (connect() was given its own address). */
+export class SelfLinkError extends Error {}
+
+/** Why a link did not become a session; kept for debugInfo and the dialer. */
+export interface Refusal {
+  code: string
+  message: string
+  at: number
+}
+
+export class PeerDirectory {
+  private readonly byName = new Map<string, PeerSession>()
+  refusalsReceived = 0
+  refusalsSent = 0
+  lastRefusal?: Refusal
+
+  constructor (private readonly init: DirectoryInit, private readonly events: DirectoryEvents) {}
+
+  static newIncarnation (): string {
+    return randomBytes(8).toString('hex')
+  }
+
+  get (name: string): PeerSession | undefined {
+    return this.byName.get(name)
+  }
+
+  sessions (): PeerSession[] {
+    return [...this.byName.values()]
+  }
+
+  linkFor (name: string): Link | undefined {
+    return this.byName.get(name)?.link()
+  }
+
+  /**
+   * Runs the handshake on a new link. Resolves with the session once the peer's HELLO
+   * is accepted; rejects (and closes the link) when it is refused or the link dies first.
+   */
+  attach (link: Link, learnedFrom: string): Promise<PeerSession> {
+    return new Promise((resolve, reject) => {
+      let settled = false
+      const timer = setTimeout(() => {
+        fail(new RpcError('TIMEOUT', `peer ${link.remotePeerId} at ${link.remoteAddress} sent no HELLO within ${this.init.helloTimeoutMs} ms`))
+      }, this.init.helloTimeoutMs)
+      const fail = (err: Error): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        link.close(err)
+        reject(err)
+      }
+      link.onClose = reason => { fail(reason ?? new RpcError('CLOSED', `link to ${link.remoteAddress} closed during the handshake`)) }
+      link.onFrame = frame => {
+        if (settled) return
+        if (frame[0] === FrameType.GOODBYE) {
+          this.refusalsReceived++
+          const code = isRpcErrorCode(frame[1]) ? frame[1] : 'UNAUTHORIZED'
+          const message = typeof frame[2] === 'string' ? frame[2] : 'refused'
+          this.lastRefusal = { code, message, at: Date.now() }
+          log('%s refused us: %s %s', link.remoteAddress, code, message)
+          fail(new RpcError(code, `peer at ${link.remoteAddress} refused the connection: ${message}`))
+          return
+        }
+        if (frame[0] !== FrameType.HELLO) {
+          this.refuse(link, 'BAD_FRAME', `expected HELLO, got frame type ${String(frame[0])}`)
+          fail(new RpcError('BAD_FRAME', `peer at ${link.remoteAddress} sent frame type ${String(frame[0])} before HELLO`))
+          return
+        }
+        const problem = this.checkHello(frame[1], link)
+        if (problem != null) {
+          if (problem.code !== 'SELF') this.refuse(link, problem.code, problem.message)
+          fail(problem.code === 'SELF' ? new SelfLinkError(problem.message) : new RpcError(problem.code, problem.message))
+          return
+        }
+        settled = true
+        clearTimeout(timer)
+        resolve(this.bind(link, frame[1] as HelloBody, learnedFrom))
+      }
+      try {
+        link.send(encodeFrame([FrameType.HELLO, this.hello()]))
+      } catch (err) {
+        fail(err as Error)
+      }
+    })
+  }
+
+  private hello (): HelloBody {
+    const self = this.init.self
+    return {
+      v: PROTOCOL_VERSION,
+      name: self.name(),
+      peerId: self.peerId(),
+      incarnation: self.incarnation,
+      addrs: self.addresses(),
+      transports: self.transports()
+    }
+  }
+
+  private checkHello (body: unknown, link: Link): { code: 'BAD_FRAME' | 'NAME_TAKEN' | 'UNAUTHORIZED' | 'SELF', message: string } | undefined {
+    if (body == null || typeof body !== 'object') return { code: 'BAD_FRAME', message: 'HELLO body is not an object' }
+    const hello = body as Partial<HelloBody>
+    if (typeof hello.v !== 'number' || Math.floor(hello.v) !== PROTOCOL_VERSION) {
+      return { code: 'BAD_FRAME', message: `protocol version ${String(hello.v)} is not supported (this peer speaks ${PROTOCOL_VERSION})` }
+    }
+    if (typeof hello.name !== 'string' || hello.name === '' || typeof hello.incarnation !== 'string' ||
+        !Array.isArray(hello.addrs) || !Array.isArray(hello.transports)) {
+      return { code: 'BAD_FRAME', message: 'HELLO lacks name, incarnation, addrs or transports' }
+    }
+    if (hello.peerId !== link.remotePeerId) {
+      return { code: 'UNAUTHORIZED', message: `HELLO claims peer id ${String(hello.peerId)} but the link authenticated ${link.remotePeerId}` }
+    }
+    const self = this.init.self
+    if (hello.peerId === self.peerId()) return { code: 'SELF', message: `address ${link.remoteAddress} is this peer itself` }
+    if (hello.name === self.name()) return { code: 'NAME_TAKEN', message: `name '${hello.name}' is taken by the peer you connected to` }
+    const existing = this.byName.get(hello.name)
+    if (existing != null && existing.peerId !== hello.peerId && existing.link() != null) {
+      return { code: 'NAME_TAKEN', message: `name '${hello.name}' is held by another live peer (${existing.peerId})` }
+    }
+    return undefined
+  }
+
+  private refuse (link: Link, code: string, message: string): void {
+    this.refusalsSent++
+    log('refusing %s: %s %s', link.remoteAddress, code, message)
+    try {
+      link.send(encodeFrame([FrameType.GOODBYE, code, message]))
+    } catch {}
+  }
+
+  private bind (link: Link, hello: HelloBody, learnedFrom: string): PeerSession {
+    let session = this.byName.get(hello.name)
+    let restarted = false
+    if (session == null) {
+      session = new PeerSession(hello.name, hello.peerId, hello.incarnation, hello.addrs, hello.transports, learnedFrom)
+      this.byName.set(hello.name, session)
+    } else {
+      restarted = session.peerId !== hello.peerId || session.incarnation !== hello.incarnation
+      if (restarted) {
+        // A new process under the name: links of the old one are dead to us.
+        for (const old of session.links) old.close(new RpcError('PEER_NOT_FOUND', `peer '${hello.name}' restarted`))
+        session.links = []
+        session.peerId = hello.peerId
+        session.incarnation = hello.incarnation
+        session.calleeState = undefined
+      }
+      session.addrs = hello.addrs
+      session.transports = hello.transports
+      session.learnedFrom = learnedFrom
+    }
+    const bound = session
+    bound.links.push(link)
+    bound.state = 'connected'
+    bound.lastHeard = Date.now()
+    link.onFrame = frame => {
+      bound.lastHeard = Date.now()
+      this.events.frame(bound, frame)
+    }
+    link.onClose = () => {
+      const index = bound.links.indexOf(link)
+      if (index >= 0) bound.links.splice(index, 1)
+      if (bound.link() == null && bound.state === 'connected') {
+        bound.state = 'disconnected'
+        this.events.peerDown(bound)
+      }
+    }
+    this.events.peerUp(bound, restarted)
+    return bound
+  }
+
+  /** Closes every link; sessions stay for debugInfo. */
+  closeAll (reason: Error): void {
+    for (const session of this.byName.values()) {
+      for (const link of [...session.links]) link.close(reason)
+    }
+  }
+}
