@@ -124,6 +124,14 @@ export class PeerDirectory {
         reject(err)
       }
       link.onClose = reason => { fail(reason ?? new RpcError('CLOSED', `link to ${link.remoteAddress} closed during the handshake`)) }
+      // Our HELLO must be queued before anything else: setting onFrame below may deliver the
+      // peer's HELLO at once, and binding sends the calls that waited for this peer.
+      try {
+        link.send(encodeFrame([FrameType.HELLO, this.hello()]))
+      } catch (err) {
+        fail(err as Error)
+        return
+      }
       link.onFrame = frame => {
         if (settled) return
         if (frame[0] === FrameType.GOODBYE) {
@@ -149,11 +157,6 @@ export class PeerDirectory {
         settled = true
         clearTimeout(timer)
         resolve(this.bind(link, frame[1] as HelloBody, learnedFrom))
-      }
-      try {
-        link.send(encodeFrame([FrameType.HELLO, this.hello()]))
-      } catch (err) {
-        fail(err as Error)
       }
     })
   }

@@ -113,7 +113,9 @@ class TcpLink implements Link {
   readonly remotePeerId: string
   readonly remoteAddress: string
   readonly stats: LinkStats = newLinkStats()
-  onFrame: (frame: unknown[]) => void = () => {}
+  /** Frames that arrived before the owner set onFrame (the remote may speak first). */
+  private early?: unknown[][] = []
+  private frameHandler?: (frame: unknown[]) => void
   onClose: (reason: Error | undefined) => void = () => {}
 
   private readonly reader: FrameReader
@@ -141,6 +143,17 @@ class TcpLink implements Link {
       this.waitingForDrain = false
       if (this.queue.length > 0) this.scheduleFlush()
     })
+  }
+
+  get onFrame (): (frame: unknown[]) => void {
+    return this.frameHandler ?? (() => {})
+  }
+
+  set onFrame (handler: (frame: unknown[]) => void) {
+    this.frameHandler = handler
+    const early = this.early
+    this.early = undefined
+    if (early != null) for (const frame of early) handler(frame)
   }
 
   get open (): boolean {
@@ -203,7 +216,8 @@ class TcpLink implements Link {
     try {
       for (const frame of this.reader.push(data)) {
         this.stats.framesIn++
-        this.onFrame(frame)
+        if (this.early != null) this.early.push(frame)
+        else this.frameHandler?.(frame)
         if (this.closed) return
       }
     } catch (err) {

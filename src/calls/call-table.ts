@@ -1,0 +1,274 @@
+/**
+ * The caller's side of every call: ids, futures, deadlines, acks and resends. Each call
+ * ends exactly once: with the reply, the callee's error, or one of TIMEOUT (its
+ * deadline), PEER_NOT_FOUND (no link to its peer in time, or the peer went away while
+ * holding it), CANCELLED, CLOSED, OVERLOADED, BAD_ARGUMENT or BAD_FRAME.
+ *
+ * A call's life:
+ *
+ * ```
+ *  start ──► waiting ──(link up)──► sent ──(ACK)──► acked ──(REPLY/ERROR)──► ended
+ *               │                    │                 │
+ *               │ lookup timeout     └──(link lost)──► orphaned ──(same process back)──► resent
+ *               ▼                                          │ grace over / peer restarted
+ *         PEER_NOT_FOUND                                   ▼
+ *                                                     PEER_NOT_FOUND
+ * ```
+ *
+ * A resend carries the same id, and the callee runs an id at most once (see DedupTable).
+ */
+import { logger } from '@libp2p/logger'
+import { encodeFrame, FrameType } from '../codec/frame.js'
+import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'
+import { Future } from './future.js'
+
+const log = logger('cohort:calls')
+
+export interface CallTableInit {
+  /** Calls in flight at once; more fail with OVERLOADED. */
+  maxInflight: number
+  /** Largest frame a peer accepts; larger calls fail with BAD_FRAME before leaving. */
+  maxFrameBytes: number
+  /** How long a call waits for a link to its peer before PEER_NOT_FOUND. */
+  lookupTimeoutMs: number
+  /** How long a sent call waits for its peer's lost link to come back before PEER_NOT_FOUND. */
+  reconnectGraceMs: number
+  /** Puts a frame on the peer's link; false when there is no link now. */
+  send: (peer: string, frame: Uint8Array) => boolean
+}
+
+type CallState = 'waiting' | 'sent' | 'acked' | 'orphaned'
+
+class PendingCall {
+  state: CallState = 'waiting'
+  timer?: NodeJS.Timeout
+  lookupTimer?: NodeJS.Timeout
+  sends = 0
+
+  constructor (
+    readonly id: number,
+    readonly peer: string,
+    readonly fn: string,
+    readonly frame: Uint8Array,
+    readonly timeoutMs: number,
+    readonly future: Future<any>
+  ) {}
+}
+
+export interface CallCounters {
+  started: number
+  succeeded: number
+  failed: Partial<Record<RpcErrorCode, number>>
+  resent: number
+  strayReplies: number
+}
+
+export class CallTable {
+  private nextId = 1
+  /** Outstanding calls in id order (Map keeps insertion order), so the first key is the low water mark. */
+  private readonly calls = new Map<number, PendingCall>()
+  private readonly waiting = new Map<string, Set<PendingCall>>()
+  private readonly graceTimers = new Map<string, NodeJS.Timeout>()
+  private closed?: RpcError
+  readonly counters: CallCounters = { started: 0, succeeded: 0, failed: {}, resent: 0, strayReplies: 0 }
+
+  constructor (private readonly init: CallTableInit) {}
+
+  get inflight (): number {
+    return this.calls.size
+  }
+
+  /** Outstanding calls per peer, for debugInfo. */
+  perPeer (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const call of this.calls.values()) out.set(call.peer, (out.get(call.peer) ?? 0) + 1)
+    return out
+  }
+
+  start<T> (peer: string, fn: string, args: unknown[], timeoutMs: number): Future<T> {
+    const future = new Future<T>(f => { this.drop(f as Future<any>) })
+    this.counters.started++
+    if (this.closed != null) return this.failNew(future, this.closed)
+    if (typeof peer !== 'string' || peer === '') return this.failNew(future, new RpcError('BAD_ARGUMENT', `peer name must be a non-empty string, got ${typeof peer}`))
+    if (typeof fn !== 'string' || fn === '') return this.failNew(future, new RpcError('BAD_ARGUMENT', `function name must be a non-empty string, got ${typeof fn}`, { peer }))
+    if (this.calls.size >= this.init.maxInflight) {
+      return this.failNew(future, new RpcError('OVERLOADED', `${describeCall(peer, fn)}: ${this.calls.size} calls already in flight (maxInflight)`, { peer, fn }))
+    }
+    const id = this.nextId++
+    let frame: Uint8Array
+    try {
+      frame = encodeFrame([FrameType.CALL, id, fn, args, timeoutMs, this.lowWater(id)])
+    } catch (err) {
+      return this.failNew(future, new RpcError('BAD_ARGUMENT', `${describeCall(peer, fn)}: arguments cannot be encoded: ${(err as Error).message}`, { peer, fn }))
+    }
+    if (frame.byteLength > this.init.maxFrameBytes) {
+      return this.failNew(future, new RpcError('BAD_FRAME', `${describeCall(peer, fn)}: arguments encode to ${frame.byteLength} bytes, above the frame limit of ${this.init.maxFrameBytes}`, { peer, fn }))
+    }
+    const call = new PendingCall(id, peer, fn, frame, timeoutMs, future)
+    this.calls.set(id, call)
+    call.timer = setTimeout(expire, timeoutMs, this, call)
+    if (this.init.send(peer, frame)) {
+      call.state = 'sent'
+      call.sends++
+    } else {
+      this.wait(call)
+    }
+    return future
+  }
+
+  onReply (peer: string, id: unknown, value: unknown): void {
+    const call = this.take(peer, id)
+    if (call == null) return
+    this.counters.succeeded++
+    call.future.resolve(value)
+  }
+
+  onError (peer: string, frame: unknown[]): void {
+    const call = this.take(peer, frame[1])
+    if (call == null) return
+    this.fail(call, errorFromWire(peer, call.fn, frame[2], frame[3], frame[4], frame[5]), false)
+  }
+
+  onAck (peer: string, id: unknown): void {
+    const call = typeof id === 'number' ? this.calls.get(id) : undefined
+    if (call != null && call.peer === peer && call.state === 'sent') call.state = 'acked'
+  }
+
+  /** The peer has a link: send what waited for it, and deal with what was in flight. */
+  onPeerUp (peer: string, restarted: boolean): void {
+    clearTimeout(this.graceTimers.get(peer))
+    this.graceTimers.delete(peer)
+    for (const call of [...this.calls.values()]) {
+      if (call.peer !== peer || call.state === 'waiting') continue
+      if (restarted) {
+        // The process that held the call is gone; the new one never saw it.
+        this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: the peer restarted while the call was in flight`, { peer, fn: call.fn }))
+      } else if (call.state === 'orphaned') {
+        this.resend(call)
+      }
+    }
+    const waiting = this.waiting.get(peer)
+    if (waiting == null) return
+    this.waiting.delete(peer)
+    for (const call of waiting) {
+      clearTimeout(call.lookupTimer)
+      call.lookupTimer = undefined
+      if (this.init.send(peer, call.frame)) {
+        call.state = 'sent'
+        call.sends++
+      } else {
+        this.wait(call)
+      }
+    }
+  }
+
+  /** The peer's last link is gone: calls it held wait a grace period for it to come back. */
+  onPeerDown (peer: string): void {
+    let orphans = 0
+    for (const call of this.calls.values()) {
+      if (call.peer === peer && (call.state === 'sent' || call.state === 'acked')) {
+        call.state = 'orphaned'
+        orphans++
+      }
+    }
+    if (orphans === 0 || this.graceTimers.has(peer)) return
+    this.graceTimers.set(peer, setTimeout(() => {
+      this.graceTimers.delete(peer)
+      for (const call of [...this.calls.values()]) {
+        if (call.peer === peer && call.state === 'orphaned') {
+          this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: the connection to the peer was lost and did not come back within ${this.init.reconnectGraceMs} ms`, { peer, fn: call.fn }))
+        }
+      }
+    }, this.init.reconnectGraceMs))
+  }
+
+  /** Fails every outstanding call with `error` (CLOSED on close()); new calls fail the same way. */
+  close (error: RpcError): void {
+    this.closed = error
+    for (const timer of this.graceTimers.values()) clearTimeout(timer)
+    this.graceTimers.clear()
+    for (const call of [...this.calls.values()]) {
+      this.fail(call, new RpcError(error.code, `${describeCall(call.peer, call.fn)}: ${error.message}`, { peer: call.peer, fn: call.fn }))
+    }
+  }
+
+  /** @internal The deadline of a call passed. */
+  expire (call: PendingCall): void {
+    if (this.calls.get(call.id) !== call) return
+    const where = call.state === 'waiting' ? ' (it never reached the peer)' : call.state === 'acked' ? ' (the peer was still working on it)' : ''
+    this.fail(call, new RpcError('TIMEOUT', `${describeCall(call.peer, call.fn)} timed out after ${call.timeoutMs / 1000} s${where}`, { peer: call.peer, fn: call.fn }))
+  }
+
+  private lowWater (fallback: number): number {
+    const first = this.calls.keys().next()
+    return first.done === true ? fallback : first.value
+  }
+
+  private wait (call: PendingCall): void {
+    call.state = 'waiting'
+    let set = this.waiting.get(call.peer)
+    if (set == null) this.waiting.set(call.peer, set = new Set())
+    set.add(call)
+    call.lookupTimer ??= setTimeout(() => {
+      call.lookupTimer = undefined
+      if (call.state !== 'waiting' || this.calls.get(call.id) !== call) return
+      this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(call.peer, call.fn)}: no peer named '${call.peer}' is connected (waited ${this.init.lookupTimeoutMs / 1000} s)`, { peer: call.peer, fn: call.fn }))
+    }, Math.min(this.init.lookupTimeoutMs, call.timeoutMs))
+  }
+
+  private resend (call: PendingCall): void {
+    if (this.init.send(call.peer, call.frame)) {
+      this.counters.resent++
+      call.sends++
+      call.state = 'sent'
+      log('resent call %d (%s on %s)', call.id, call.fn, call.peer)
+    } else {
+      call.state = 'orphaned'
+    }
+  }
+
+  private take (peer: string, id: unknown): PendingCall | undefined {
+    const call = typeof id === 'number' ? this.calls.get(id) : undefined
+    if (call == null || call.peer !== peer) {
+      // A reply for a call that already ended (timed out, cancelled) or a confused peer.
+      this.counters.strayReplies++
+      return undefined
+    }
+    this.forget(call)
+    return call
+  }
+
+  private fail (call: PendingCall, error: RpcError, forget = true): void {
+    if (forget) this.forget(call)
+    this.counters.failed[error.code] = (this.counters.failed[error.code] ?? 0) + 1
+    call.future.reject(error)
+  }
+
+  private failNew<T> (future: Future<T>, error: RpcError): Future<T> {
+    this.counters.failed[error.code] = (this.counters.failed[error.code] ?? 0) + 1
+    future.reject(error)
+    return future
+  }
+
+  private forget (call: PendingCall): void {
+    this.calls.delete(call.id)
+    clearTimeout(call.timer)
+    if (call.lookupTimer != null) clearTimeout(call.lookupTimer)
+    if (call.state === 'waiting') this.waiting.get(call.peer)?.delete(call)
+  }
+
+  /** A cancelled future: forget its call so a late reply is dropped as stray. */
+  private drop (future: Future<any>): void {
+    for (const call of this.calls.values()) {
+      if (call.future === future) {
+        this.forget(call)
+        this.counters.failed.CANCELLED = (this.counters.failed.CANCELLED ?? 0) + 1
+        return
+      }
+    }
+  }
+}
+
+function expire (table: CallTable, call: PendingCall): void {
+  table.expire(call)
+}

@@ -1,0 +1,82 @@
+/**
+ * The callee's memory of one caller's calls, which makes execution at-most-once: a call id
+ * seen before is never run again. A resent call that is still running gets an ACK; one
+ * that has ended gets its stored reply frame again.
+ *
+ * Memory stays bounded: the caller's CALL frames carry its low water mark (every id below
+ * it has ended for the caller, so it will never be resent) and entries below it go; an
+ * entry also goes once its call's deadline has passed (the caller has given up), and past
+ * `maxEntries` the oldest ended entries go first.
+ */
+
+export type DedupVerdict =
+  | { kind: 'new' }
+  | { kind: 'running' }
+  | { kind: 'ended', reply: Uint8Array | undefined }
+  | { kind: 'stale' }
+
+interface Entry {
+  reply?: Uint8Array
+  ended: boolean
+  expiresAt: number
+}
+
+export class DedupTable {
+  private readonly entries = new Map<number, Entry>()
+  private lowWater = 0
+
+  constructor (private readonly maxEntries: number) {}
+
+  get size (): number {
+    return this.entries.size
+  }
+
+  /** Records a call id on arrival and says what to do with it. */
+  admit (id: number, timeoutMs: number, callerLowWater: number): DedupVerdict {
+    this.advance(callerLowWater)
+    if (id < this.lowWater) return { kind: 'stale' }
+    const entry = this.entries.get(id)
+    if (entry != null) return entry.ended ? { kind: 'ended', reply: entry.reply } : { kind: 'running' }
+    this.entries.set(id, { ended: false, expiresAt: Date.now() + timeoutMs })
+    if (this.entries.size > this.maxEntries) this.evictOldestEnded()
+    return { kind: 'new' }
+  }
+
+  /** Stores the reply of a call that ended, for a resend of it. */
+  end (id: number, reply: Uint8Array): void {
+    const entry = this.entries.get(id)
+    if (entry == null) return
+    if (id < this.lowWater) {
+      this.entries.delete(id)
+      return
+    }
+    entry.ended = true
+    entry.reply = reply
+  }
+
+  /** Drops ended entries whose deadline has passed. */
+  sweep (now: number): void {
+    for (const [id, entry] of this.entries) {
+      if (entry.ended && entry.expiresAt < now) this.entries.delete(id)
+    }
+  }
+
+  private advance (callerLowWater: number): void {
+    if (!(callerLowWater > this.lowWater)) return
+    this.lowWater = callerLowWater
+    // Ids arrive nearly in order, so the map's insertion order is nearly id order.
+    for (const [id, entry] of this.entries) {
+      if (id >= callerLowWater) break
+      if (entry.ended) this.entries.delete(id)
+    }
+  }
+
+  private evictOldestEnded (): void {
+    for (const [id, entry] of this.entries) {
+      if (entry.ended) {
+        this.entries.delete(id)
+        return
+      }
+    }
+  }
+}

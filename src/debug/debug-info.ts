@@ -1,0 +1,110 @@
+/**
+ * The plain object `debugInfo()` returns, and its `print()`: a few readable tables.
+ */
+import { existsSync, readdirSync } from 'node:fs'
+import type { TransportName } from '../transports/transport.js'
+
+export interface TransportInfo {
+  name: TransportName
+  enabled: boolean
+  available: boolean
+  /** Why an arm is unavailable. */
+  reason?: string
+}
+
+export interface LinkInfo {
+  transport: TransportName
+  direction: 'inbound' | 'outbound'
+  remoteAddress: string
+  framesIn: number
+  framesOut: number
+  bytesIn: number
+  bytesOut: number
+  writes: number
+}
+
+export interface PeerInfo {
+  name: string
+  peerId: string
+  state: string
+  incarnation: string
+  addresses: string[]
+  transports: string[]
+  learnedFrom: string
+  lastHeardMsAgo: number
+  callsInFlight: number
+  links: LinkInfo[]
+}
+
+export interface ConnectionInfo {
+  address: string
+  state: string
+  peer?: string
+  attempts: number
+  connects: number
+  lastError?: string
+}
+
+export interface DebugInfo {
+  name: string
+  peerId?: string
+  incarnation: string
+  addresses: string[]
+  transports: TransportInfo[]
+  peers: PeerInfo[]
+  connections: ConnectionInfo[]
+  endpoints: Array<{ name: string, kind: string, running: number, queued?: number }>
+  counters: Record<string, unknown>
+  /** Prints the tables to stdout (or returns them with `print(false)`). */
+  print: (toStdout?: boolean) => string
+}
+
+/** Why the RDMA arm is unavailable on this machine, or undefined when a device is present. */
+export function rdmaUnavailableReason (): string | undefined {
+  const dir = '/sys/class/infiniband'
+  try {
+    if (existsSync(dir) && readdirSync(dir).length > 0) return 'an InfiniBand device exists, but the RDMA arm is a stub (no verbs code yet)'
+  } catch {}
+  return `no device under ${dir}`
+}
+
+export function withPrint (info: Omit<DebugInfo, 'print'>): DebugInfo {
+  const out = info as DebugInfo
+  Object.defineProperty(out, 'print', {
+    enumerable: false,
+    value: (toStdout = true): string => {
+      const text = render(info)
+      if (toStdout) process.stdout.write(text + '\n')
+      return text
+    }
+  })
+  return out
+}
+
+function render (info: Omit<DebugInfo, 'print'>): string {
+  const lines: string[] = []
+  lines.push(`cohort peer '${info.name}' ${info.peerId ?? '(not started)'} incarnation ${info.incarnation}`)
+  lines.push(`listening on: ${info.addresses.join(', ') || '(nothing)'}`)
+  lines.push('', table(['transport', 'enabled', 'available', 'note'],
+    info.transports.map(t => [t.name, yes(t.enabled), yes(t.available), t.reason ?? ''])))
+  lines.push('', table(['peer', 'state', 'incarnation', 'in flight', 'learned from', 'last heard', 'links (transport dir frames in/out writes)'],
+    info.peers.map(p => [p.name, p.state, p.incarnation, String(p.callsInFlight), p.learnedFrom, `${p.lastHeardMsAgo} ms ago`,
+      p.links.map(l => `${l.transport} ${l.direction} ${l.framesIn}/${l.framesOut} ${l.writes}`).join('; ') || '-'])))
+  lines.push('', table(['connect()', 'state', 'peer', 'attempts', 'connects', 'last error'],
+    info.connections.map(c => [c.address, c.state, c.peer ?? '-', String(c.attempts), String(c.connects), c.lastError ?? ''])))
+  lines.push('', table(['function', 'kind', 'running', 'queued'],
+    info.endpoints.map(e => [e.name, e.kind, String(e.running), e.queued == null ? '' : String(e.queued)])))
+  lines.push('', 'counters: ' + JSON.stringify(info.counters))
+  return lines.join('\n')
+}
+
+function yes (value: boolean): string {
+  return value ? 'yes' : 'no'
+}
+
+function table (head: string[], rows: string[][]): string {
+  if (rows.length === 0) rows = [head.map(() => '-')]
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
+  return [line(head), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}

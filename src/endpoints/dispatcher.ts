@@ -1,0 +1,214 @@
+/**
+ * The callee's side of every call: admits a CALL frame through the caller's DedupTable
+ * (at-most-once), runs the endpoint, and sends exactly one REPLY or ERROR frame back.
+ * A handler that throws or rejects becomes REMOTE_ERROR for the caller; nothing a
+ * handler or a caller does can throw out of here.
+ *
+ * Calls still running when the loop turns get an ACK, so a caller knows the callee holds
+ * them; calls answered within the same turn need none (the reply says it all).
+ */
+import { logger } from '@libp2p/logger'
+import { encodeFrame, FrameType } from '../codec/frame.js'
+import { DedupTable } from '../calls/dedup-table.js'
+import { RpcError, errorToWire } from '../errors/rpc-error.js'
+import { EndpointRegistry, type Endpoint } from './registry.js'
+import type { Reply } from './queue.js'
+
+const log = logger('cohort:dispatch')
+
+/** What the dispatcher keeps per caller; PeerSession is one. */
+export interface CallerSlot {
+  readonly name: string
+  calleeState: unknown
+}
+
+export interface DispatcherInit {
+  /** This peer's name, for error messages. */
+  selfName: () => string
+  /** Calls running at once; more get OVERLOADED. */
+  maxRunning: number
+  /** Per-caller at-most-once memory (see DedupTable). */
+  maxDedupEntries: number
+  /** Largest frame the caller accepts. */
+  maxFrameBytes: number
+  /** Sends a frame to the named peer (a missing link drops it; a resend gets it from the DedupTable). */
+  send: (peer: string, frame: Uint8Array) => void
+}
+
+export interface DispatchCounters {
+  calls: number
+  duplicates: number
+  notFound: number
+  overloaded: number
+  handlerErrors: number
+  badFrames: number
+}
+
+/** One call being served. */
+class ServedCall {
+  ended = false
+  constructor (
+    readonly caller: CallerSlot,
+    readonly dedup: DedupTable,
+    readonly id: number
+  ) {}
+
+  /** Set once the call counts as running on this endpoint. */
+  endpoint?: Endpoint
+}
+
+export class Dispatcher {
+  running = 0
+  readonly counters: DispatchCounters = { calls: 0, duplicates: 0, notFound: 0, overloaded: 0, handlerErrors: 0, badFrames: 0 }
+  private acks: ServedCall[] = []
+  private readonly tables = new Set<DedupTable>()
+
+  constructor (private readonly registry: EndpointRegistry, private readonly init: DispatcherInit) {}
+
+  onCall (caller: CallerSlot, frame: unknown[]): void {
+    const [, id, fn, args, timeoutMs, lowWater] = frame
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
+      this.counters.badFrames++
+      log('dropping CALL from %s with a bad id', caller.name)
+      return
+    }
+    let dedup = caller.calleeState as DedupTable | undefined
+    if (!(dedup instanceof DedupTable)) {
+      caller.calleeState = dedup = new DedupTable(this.init.maxDedupEntries)
+      this.tables.add(dedup)
+    }
+    if (typeof fn !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || typeof lowWater !== 'number') {
+      this.counters.badFrames++
+      this.init.send(caller.name, encodeFrame([FrameType.ERROR, id, 'BAD_FRAME', 'RpcError', 'CALL frame lacks a function name, an argument array, a timeout or a low water mark', '']))
+      return
+    }
+    const verdict = dedup.admit(id, timeoutMs, lowWater)
+    if (verdict.kind !== 'new') {
+      this.counters.duplicates++
+      if (verdict.kind === 'running') this.init.send(caller.name, encodeFrame([FrameType.ACK, id]))
+      else if (verdict.kind === 'ended' && verdict.reply != null) this.init.send(caller.name, verdict.reply)
+      return
+    }
+    this.counters.calls++
+    const endpoint = this.registry.get(fn)
+    const call = new ServedCall(caller, dedup, id)
+    if (endpoint == null) {
+      this.counters.notFound++
+      this.endWithError(call, new RpcError('FUNCTION_NOT_FOUND', `peer '${this.init.selfName()}' has no function '${fn}'`, { peer: this.init.selfName(), fn }))
+      return
+    }
+    if (this.running >= this.init.maxRunning) {
+      this.counters.overloaded++
+      this.endWithError(call, new RpcError('OVERLOADED', `peer '${this.init.selfName()}' is running ${this.running} calls (maxRunning); '${fn}' was refused`, { peer: this.init.selfName(), fn }))
+      return
+    }
+    this.running++
+    endpoint.running++
+    call.endpoint = endpoint
+    switch (endpoint.kind) {
+      case 'plain': this.runPlain(call, endpoint.fn, args); break
+      case 'deferred': this.runDeferred(call, endpoint.fn, args); break
+      case 'queue': {
+        const reply = this.replyFor(call)
+        if (!endpoint.queue.push([reply, ...args])) {
+          reply.error(new RpcError('OVERLOADED', `queue '${fn}' on peer '${this.init.selfName()}' is full (${endpoint.queue.length} waiting)`))
+        }
+        break
+      }
+    }
+    if (!call.ended) this.ackLater(call)
+  }
+
+  /** Fails the calls still waiting in a queue that is going away. */
+  closeQueue (endpoint: Endpoint, error: RpcError): void {
+    if (endpoint.kind !== 'queue') return
+    for (const [reply] of endpoint.queue.close(error)) reply.error(error)
+  }
+
+  /** Drops at-most-once memory past its deadline; call now and then. */
+  sweep (now = Date.now()): void {
+    for (const table of this.tables) {
+      table.sweep(now)
+      if (table.size === 0) this.tables.delete(table)
+    }
+  }
+
+  private runPlain (call: ServedCall, fn: (...args: any[]) => unknown, args: unknown[]): void {
+    let result: unknown
+    try {
+      result = fn(...args)
+    } catch (err) {
+      this.endWithError(call, err)
+      return
+    }
+    if (result != null && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(
+        value => { this.endWithValue(call, value) },
+        err => { this.endWithError(call, err) }
+      )
+    } else {
+      this.endWithValue(call, result)
+    }
+  }
+
+  private runDeferred (call: ServedCall, fn: (reply: Reply, ...args: any[]) => void, args: unknown[]): void {
+    const reply = this.replyFor(call)
+    try {
+      fn(reply, ...args)
+    } catch (err) {
+      reply.error(err)
+    }
+  }
+
+  private replyFor (call: ServedCall): Reply {
+    const reply = ((value: unknown) => { this.endWithValue(call, value) }) as Reply
+    reply.error = (err: unknown) => { this.endWithError(call, err) }
+    return reply
+  }
+
+  private endWithValue (call: ServedCall, value: unknown): void {
+    if (call.ended) return
+    let frame: Uint8Array
+    try {
+      frame = encodeFrame([FrameType.REPLY, call.id, value])
+    } catch (err) {
+      this.endWithError(call, new Error(`the result cannot be encoded: ${(err as Error).message}`))
+      return
+    }
+    if (frame.byteLength > this.init.maxFrameBytes) {
+      this.endWithError(call, new RpcError('BAD_FRAME', `the result encodes to ${frame.byteLength} bytes, above the frame limit of ${this.init.maxFrameBytes}`))
+      return
+    }
+    this.end(call, frame)
+  }
+
+  private endWithError (call: ServedCall, err: unknown): void {
+    if (call.ended) return
+    const wire = errorToWire(err)
+    if (wire.code === 'REMOTE_ERROR') this.counters.handlerErrors++
+    this.end(call, encodeFrame([FrameType.ERROR, call.id, wire.code, wire.name, wire.message, wire.stack]))
+  }
+
+  private end (call: ServedCall, frame: Uint8Array): void {
+    call.ended = true
+    call.dedup.end(call.id, frame)
+    if (call.endpoint != null) {
+      this.running--
+      EndpointRegistry.ended(call.endpoint)
+    }
+    this.init.send(call.caller.name, frame)
+  }
+
+  private ackLater (call: ServedCall): void {
+    if (this.acks.length === 0) setImmediate(() => { this.sendAcks() })
+    this.acks.push(call)
+  }
+
+  private sendAcks (): void {
+    const calls = this.acks
+    this.acks = []
+    for (const call of calls) {
+      if (!call.ended) this.init.send(call.caller.name, encodeFrame([FrameType.ACK, call.id]))
+    }
+  }
+}

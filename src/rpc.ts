@@ -1,0 +1,349 @@
+/**
+ * `Rpc`: the public facade. It checks arguments, wires the layers together and owns no
+ * protocol logic: calls live in calls/, endpoints in endpoints/, names in cohort/, links
+ * in transports/, and the choice of link in router/.
+ *
+ * ```ts
+ * const host = new Rpc({ name: 'host' })
+ * host.define('bar', (s: string) => s.length)
+ * await host.listen('127.0.0.1:0')
+ *
+ * const client = new Rpc()
+ * client.connect(host.addresses()[0])
+ * console.log(await client.async_('host', 'bar', 'hello'))   // 5
+ * ```
+ */
+import './transports/tcp/polyfill.js'
+import { CallTable } from './calls/call-table.js'
+import type { Future } from './calls/future.js'
+import { Dialer } from './cohort/dialer.js'
+import { cohortPrologue, loadIdentity } from './cohort/identity.js'
+import { PeerDirectory } from './cohort/peer-directory.js'
+import { rdmaUnavailableReason, withPrint, type DebugInfo } from './debug/debug-info.js'
+import { Dispatcher } from './endpoints/dispatcher.js'
+import type { Queue, Reply } from './endpoints/queue.js'
+import { EndpointRegistry, type EndpointOptions, type QueueOptions } from './endpoints/registry.js'
+import { RpcError } from './errors/rpc-error.js'
+import { Router } from './router/router.js'
+import { SyncCaller } from './sync/sync-caller.js'
+import { ALL_TRANSPORTS, parseTransportNames } from './transports/names.js'
+import { TcpTransport } from './transports/tcp/tcp-transport.js'
+import type { TransportName } from './transports/transport.js'
+import { randomBytes } from 'node:crypto'
+
+export interface RpcOptions {
+  /** Unique within the cohort. Default: a random, globally unique name. */
+  name?: string
+  /** Deadline of each call, in seconds (default 120). */
+  timeout?: number
+  /** Transports to use: 'tcp'/'tcp/ip', 'shm'/'shared memory', 'rdma'/'infiniband'. Default: all. */
+  transports?: string[]
+  /** Shared secret: peers without the same key cannot connect. */
+  cohortKey?: string | Uint8Array
+  /** A persisted key from `generateIdentity()`, so a restarted peer keeps its peer id. */
+  identity?: Uint8Array
+  /** Largest frame sent or accepted, in bytes (default 256 MiB). */
+  maxFrameBytes?: number
+  /** Calls this peer may have in flight at once; more fail with OVERLOADED (default 65536). */
+  maxInflight?: number
+  /** Calls this peer may be serving at once; more get OVERLOADED (default 65536). */
+  maxRunning?: number
+  /** Seconds a call waits for a link to a peer that is not connected before PEER_NOT_FOUND (default 5). */
+  lookupTimeout?: number
+  /** Seconds a call in flight waits for its peer's lost link to come back before PEER_NOT_FOUND (default 2). */
+  reconnectGrace?: number
+}
+
+/** What a call handler gets called with, and what the caller's callback receives. */
+export type Callback<T> = (result: T | undefined, error: RpcError | undefined) => void
+
+const DEFAULTS = {
+  timeout: 120,
+  maxFrameBytes: 256 * 1024 * 1024,
+  maxInflight: 65_536,
+  maxRunning: 65_536,
+  maxDedupEntries: 1_000_000,
+  lookupTimeout: 5,
+  reconnectGrace: 2,
+  helloTimeoutMs: 10_000,
+  dialTimeoutMs: 10_000,
+  sweepIntervalMs: 1_000
+}
+
+export class Rpc {
+  private name: string
+  private timeoutMs: number
+  private readonly options: RpcOptions
+  private readonly incarnation = PeerDirectory.newIncarnation()
+  private readonly registry = new EndpointRegistry()
+  private readonly directory: PeerDirectory
+  private readonly router: Router
+  private readonly calls: CallTable
+  private readonly dispatcher: Dispatcher
+  private readonly syncCaller: SyncCaller
+  private transport?: TcpTransport
+  private dialer?: Dialer
+  private startup?: Promise<void>
+  private sweepTimer?: NodeJS.Timeout
+  private closing?: Promise<void>
+  private readonly connectTargets: string[] = []
+
+  constructor (options: RpcOptions = {}) {
+    if (options == null || typeof options !== 'object') throw new RpcError('BAD_ARGUMENT', 'Rpc options must be an object')
+    this.options = options
+    this.name = options.name ?? `peer-${randomBytes(12).toString('hex')}`
+    checkName(this.name)
+    this.timeoutMs = secondsToMs('timeout', options.timeout ?? DEFAULTS.timeout)
+    const transports = options.transports == null ? [...ALL_TRANSPORTS] : parseTransportNames(options.transports)
+    cohortPrologue(options.cohortKey) // checks the key's type now rather than at the first dial
+    const maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes
+    positiveInteger('maxFrameBytes', maxFrameBytes)
+
+    this.directory = new PeerDirectory({
+      helloTimeoutMs: DEFAULTS.helloTimeoutMs,
+      self: {
+        name: () => this.name,
+        peerId: () => this.transport?.localPeerId ?? '',
+        addresses: () => this.addresses(),
+        transports: () => this.router.enabledTransports(),
+        incarnation: this.incarnation
+      }
+    }, {
+      peerUp: (session, restarted) => { this.router.peerUp(session, restarted) },
+      peerDown: session => { this.router.peerDown(session) },
+      frame: (session, frame) => { this.router.receive(session, frame) }
+    })
+    this.router = new Router(this.directory, () => this.name, transports)
+    const send = (peer: string, frame: Uint8Array): boolean => this.router.send(peer, frame)
+    this.calls = new CallTable({
+      maxInflight: positiveInteger('maxInflight', options.maxInflight ?? DEFAULTS.maxInflight),
+      maxFrameBytes,
+      lookupTimeoutMs: secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout),
+      reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
+      send
+    })
+    this.dispatcher = new Dispatcher(this.registry, {
+      selfName: () => this.name,
+      maxRunning: positiveInteger('maxRunning', options.maxRunning ?? DEFAULTS.maxRunning),
+      maxDedupEntries: DEFAULTS.maxDedupEntries,
+      maxFrameBytes,
+      send
+    })
+    this.router.calls = this.calls
+    this.router.dispatcher = this.dispatcher
+    this.syncCaller = new SyncCaller({
+      name: this.name,
+      cohortKey: options.cohortKey,
+      maxFrameBytes,
+      lookupTimeoutMs: secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
+    })
+  }
+
+  setName (name: string): void {
+    checkName(name)
+    if (this.startup != null) throw new RpcError('BAD_ARGUMENT', `setName('${name}') must come before listen() and connect()`)
+    this.name = name
+  }
+
+  getName (): string {
+    return this.name
+  }
+
+  /** Binds an address (`host:port`, `tcp://host:port` or a multiaddr; port 0 picks a free one). */
+  async listen (address: string): Promise<void> {
+    this.checkOpen('listen')
+    const first = this.startup == null
+    await this.start(first ? [address] : [])
+    if (!first) await this.transport?.start([address])
+  }
+
+  /** Addresses this peer listens on, in the form `connect` accepts. */
+  addresses (): string[] {
+    return this.transport?.addresses() ?? []
+  }
+
+  /** Connects to a peer at `address` and keeps the connection (redialing with backoff) until close(). Returns at once. */
+  connect (address: string): void {
+    this.checkOpen('connect')
+    if (typeof address !== 'string' || address === '') throw new RpcError('BAD_ARGUMENT', 'connect() needs an address string')
+    if (!this.connectTargets.includes(address)) this.connectTargets.push(address)
+    this.start([]).then(() => { this.dialer?.add(address) }, () => {})
+  }
+
+  define (name: string, fn: (...args: any[]) => unknown, opts?: EndpointOptions): void {
+    this.registry.define(name, fn, opts)
+  }
+
+  defineDeferred (name: string, fn: (reply: Reply, ...args: any[]) => void, opts?: EndpointOptions): void {
+    this.registry.defineDeferred(name, fn, opts)
+  }
+
+  defineQueue<Args extends unknown[] = any[]> (name: string, opts?: QueueOptions): Queue<Args> {
+    return this.registry.defineQueue<Args>(name, opts)
+  }
+
+  /** Removes a function; resolves once its calls in flight have ended. Calls still queued fail with FUNCTION_NOT_FOUND. */
+  async undefine (name: string): Promise<void> {
+    await this.registry.undefine(name, endpoint => {
+      this.dispatcher.closeQueue(endpoint, new RpcError('FUNCTION_NOT_FOUND', `function '${name}' on peer '${this.name}' was undefined while the call waited in its queue`, { peer: this.name, fn: name }))
+    })
+  }
+
+  async_<T = any> (peer: string, fn: string, ...args: unknown[]): Future<T> {
+    return this.calls.start<T>(peer, fn, args, this.timeoutMs)
+  }
+
+  asyncCallback<T = any> (peer: string, fn: string, callback: Callback<T>, ...args: unknown[]): void {
+    if (typeof callback !== 'function') throw new RpcError('BAD_ARGUMENT', 'asyncCallback() needs a callback function', { peer, fn })
+    this.calls.start<T>(peer, fn, args, this.timeoutMs).whenSettled((value, error) => {
+      try {
+        callback(value, error)
+      } catch (err) {
+        // A throwing callback must not end other calls; report it like an uncaught exception.
+        queueMicrotask(() => { throw err })
+      }
+    })
+  }
+
+  /** Calls and blocks this thread until the result is back; throws RpcError on failure. */
+  sync<T = any> (peer: string, fn: string, ...args: unknown[]): T {
+    this.checkOpen('sync')
+    if (peer === this.name) {
+      throw new RpcError('BAD_ARGUMENT', `sync('${peer}', '${fn}') calls this Rpc itself: the thread that must serve the call is the one sync() blocks, so it would deadlock; use async_()`, { peer, fn })
+    }
+    const session = this.directory.get(peer)
+    const addresses = [...new Set([...(session?.addrs ?? []), ...this.connectTargets])]
+    return this.syncCaller.call(peer, fn, args, this.timeoutMs, addresses) as T
+  }
+
+  /** Deadline of each call from now on, in seconds. */
+  setTimeout (seconds: number): void {
+    this.timeoutMs = secondsToMs('timeout', seconds)
+  }
+
+  /** Restricts the transports used: any of 'tcp'/'tcp/ip', 'shm'/'shared memory', 'rdma'/'infiniband'. */
+  setTransports (names: string[]): void {
+    this.router.setTransports(parseTransportNames(names))
+  }
+
+  debugInfo (): DebugInfo {
+    const inflight = this.calls.perPeer()
+    const enabled = new Set(this.router.enabledTransports())
+    const rdmaReason = rdmaUnavailableReason()
+    return withPrint({
+      name: this.name,
+      peerId: this.transport != null && this.startup != null ? safe(() => this.transport?.localPeerId) : undefined,
+      incarnation: this.incarnation,
+      addresses: this.addresses(),
+      transports: ALL_TRANSPORTS.map((name: TransportName) => ({
+        name,
+        enabled: enabled.has(name),
+        available: name === 'tcp',
+        reason: name === 'shm' ? 'not implemented yet (issue 4)' : name === 'rdma' ? rdmaReason : undefined
+      })),
+      peers: this.directory.sessions().map(s => ({
+        name: s.name,
+        peerId: s.peerId,
+        state: s.state,
+        incarnation: s.incarnation,
+        addresses: s.addrs,
+        transports: s.transports,
+        learnedFrom: s.learnedFrom,
+        lastHeardMsAgo: Date.now() - s.lastHeard,
+        callsInFlight: inflight.get(s.name) ?? 0,
+        links: s.links.map(l => ({ transport: l.transport, direction: l.direction, remoteAddress: l.remoteAddress, ...l.stats }))
+      })),
+      connections: (this.dialer?.list() ?? []).map(t => ({
+        address: t.address, state: t.state, peer: t.peer, attempts: t.attempts, connects: t.connects, lastError: t.lastError
+      })),
+      endpoints: this.registry.list().map(e => ({
+        name: e.name, kind: e.kind, running: e.running, queued: e.kind === 'queue' ? e.queue.length : undefined
+      })),
+      counters: {
+        inflight: this.calls.inflight,
+        calls: this.calls.counters,
+        served: { ...this.dispatcher.counters, running: this.dispatcher.running },
+        router: this.router.counters,
+        handshakes: { refusalsSent: this.directory.refusalsSent, refusalsReceived: this.directory.refusalsReceived, lastRefusal: this.directory.lastRefusal }
+      }
+    })
+  }
+
+  /** Fails pending calls with CLOSED, closes every link and the listener; the process can then exit. */
+  async close (): Promise<void> {
+    this.closing ??= this.shutdown()
+    await this.closing
+  }
+
+  private async shutdown (): Promise<void> {
+    const closed = new RpcError('CLOSED', 'the Rpc was closed')
+    this.calls.close(closed)
+    for (const endpoint of this.registry.list()) this.dispatcher.closeQueue(endpoint, new RpcError('CLOSED', `peer '${this.name}' closed while the call waited in queue '${endpoint.name}'`))
+    clearInterval(this.sweepTimer)
+    this.dialer?.stop()
+    await this.startup?.catch(() => {})
+    this.directory.closeAll(closed)
+    await Promise.allSettled([this.transport?.stop(), this.syncCaller.close()])
+  }
+
+  private async start (listen: string[]): Promise<void> {
+    this.startup ??= (async () => {
+      const privateKey = await loadIdentity(this.options.identity)
+      const transport = new TcpTransport({
+        privateKey,
+        prologue: cohortPrologue(this.options.cohortKey),
+        maxFrameBytes: this.options.maxFrameBytes ?? DEFAULTS.maxFrameBytes
+      })
+      transport.onInbound(link => {
+        this.directory.attach(link, 'inbound').catch(() => {})
+      })
+      await transport.start(listen)
+      this.transport = transport
+      this.dialer = new Dialer({
+        transport,
+        directory: this.directory,
+        backoff: { initialMs: 50, maxMs: 1000 },
+        dialTimeoutMs: DEFAULTS.dialTimeoutMs
+      })
+      this.sweepTimer = setInterval(() => { this.dispatcher.sweep() }, DEFAULTS.sweepIntervalMs).unref()
+      if (this.closing != null) {
+        this.dialer.stop()
+        await transport.stop()
+      }
+    })()
+    await this.startup
+  }
+
+  private checkOpen (what: string): void {
+    if (this.closing != null) throw new RpcError('CLOSED', `${what}(): the Rpc is closed`)
+  }
+}
+
+function checkName (name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name === '' || name.length > 256) {
+    throw new RpcError('BAD_ARGUMENT', 'a peer name must be a string of 1 to 256 characters')
+  }
+}
+
+function secondsToMs (what: string, seconds: unknown): number {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
+    throw new RpcError('BAD_ARGUMENT', `${what} must be a positive number of seconds, got ${String(seconds)}`)
+  }
+  // setTimeout cannot wait longer than 2^31-1 ms.
+  return Math.min(Math.round(seconds * 1000), 2 ** 31 - 1)
+}
+
+function positiveInteger (what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new RpcError('BAD_ARGUMENT', `${what} must be a positive integer, got ${String(value)}`)
+  }
+  return value
+}
+
+function safe<T> (fn: () => T): T | undefined {
+  try {
+    return fn()
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The sync worker: its own Rpc (own key, own name) that makes the calls `sync()` hands it
+ * and posts each outcome back, then wakes the blocked thread. See sync-caller.ts.
+ */
+import { workerData, type MessagePort } from 'node:worker_threads'
+import { randomBytes } from 'node:crypto'
+import { Rpc } from '../rpc.js'
+import { RpcError } from '../errors/rpc-error.js'
+import type { SyncCallRequest, SyncOutcome, SyncWorkerConfig } from './sync-caller.js'
+
+const { config, port, done } = workerData as { config: SyncWorkerConfig, port: MessagePort, done: Int32Array }
+
+const rpc = new Rpc({
+  name: `${config.name}#sync-${randomBytes(4).toString('hex')}`,
+  cohortKey: config.cohortKey,
+  maxFrameBytes: config.maxFrameBytes,
+  lookupTimeout: config.lookupTimeoutMs / 1000
+})
+
+function post (outcome: SyncOutcome): void {
+  try {
+    port.postMessage(outcome)
+  } catch (err) {
+    port.postMessage({ seq: outcome.seq, ok: false, code: 'BAD_ARGUMENT', message: `the result cannot be handed to the calling thread: ${(err as Error).message}` })
+  }
+  Atomics.store(done, 0, outcome.seq)
+  Atomics.notify(done, 0)
+}
+
+port.on('message', (request: SyncCallRequest) => {
+  for (const address of request.addresses) rpc.connect(address)
+  rpc.setTimeout(request.timeoutMs / 1000)
+  rpc.asyncCallback(request.peer, request.fn, (value, error) => {
+    if (error == null) {
+      post({ seq: request.seq, ok: true, value })
+    } else {
+      const err = error instanceof RpcError ? error : new RpcError('REMOTE_ERROR', String(error))
+      post({ seq: request.seq, ok: false, code: err.code, message: err.message, remoteName: err.remoteName, remoteStack: err.remoteStack })
+    }
+  }, ...request.args)
+})
