@@ -28,6 +28,7 @@ import { Router } from './router/router.js'
 import { SyncCaller } from './sync/sync-caller.js'
 import { ALL_TRANSPORTS, parseTransportNames } from './transports/names.js'
 import { TcpTransport } from './transports/tcp/tcp-transport.js'
+import { toMultiaddr } from './transports/tcp/address.js'
 import type { TransportName } from './transports/transport.js'
 import { randomBytes } from 'node:crypto'
 
@@ -152,6 +153,7 @@ export class Rpc {
   /** Binds an address (`host:port`, `tcp://host:port` or a multiaddr; port 0 picks a free one). */
   async listen (address: string): Promise<void> {
     this.checkOpen('listen')
+    toMultiaddr(address)
     const first = this.startup == null
     await this.start(first ? [address] : [])
     if (!first) await this.transport?.start([address])
@@ -165,7 +167,7 @@ export class Rpc {
   /** Connects to a peer at `address` and keeps the connection (redialing with backoff) until close(). Returns at once. */
   connect (address: string): void {
     this.checkOpen('connect')
-    if (typeof address !== 'string' || address === '') throw new RpcError('BAD_ARGUMENT', 'connect() needs an address string')
+    toMultiaddr(address) // throws BAD_ARGUMENT now, not at the first dial
     if (!this.connectTargets.includes(address)) this.connectTargets.push(address)
     this.start([]).then(() => { this.dialer?.add(address) }, () => {})
   }

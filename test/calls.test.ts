@@ -1,0 +1,129 @@
+import test from 'ava'
+import { Rpc, RpcError } from '../src/index.js'
+import { PeerProcess } from './helpers/peer-process.js'
+
+async function hostAndClient (t: any, hostName: string, clientOptions: Record<string, unknown> = {}): Promise<{ host: PeerProcess, client: Rpc }> {
+  const host = await PeerProcess.start({ rpc: { name: hostName }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const client = new Rpc(clientOptions)
+  t.teardown(async () => { await client.close() })
+  client.connect(host.addresses[0])
+  return { host, client }
+}
+
+test('calls - hello and echo between two processes', async t => {
+  const { client } = await hostAndClient(t, 'host')
+  t.is(await client.async_('host', 'echo', 'hello world'), 'hello world')
+  t.is(await client.async_('host', 'add', 40, 2), 42)
+  t.is(await client.async_('host', 'whoami'), 'host')
+})
+
+test('calls - 1,000 sequential calls are each run exactly once on the callee', async t => {
+  const { client } = await hostAndClient(t, 'counter')
+  const seen: number[] = []
+  for (let i = 0; i < 1000; i++) seen.push(await client.async_<number>('counter', 'count'))
+  t.deepEqual(seen, Array.from({ length: 1000 }, (_, i) => i + 1))
+  t.is(await client.async_('counter', 'getCount'), 1000)
+})
+
+test('calls - 8 client processes x 2,000 async calls each give an exact total', async t => {
+  const host = await PeerProcess.start({ rpc: { name: 'hub' }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const clients = await Promise.all(Array.from({ length: 8 }, async () => await PeerProcess.start({ connect: [host.addresses[0]] })))
+  t.teardown(async () => { await Promise.all(clients.map(async c => await c.kill())) })
+  const outcomes = await Promise.all(clients.map(async c => await c.request('calls', { peer: 'hub', fn: 'count', count: 2000, concurrency: 64 })))
+  for (const outcome of outcomes) t.deepEqual(outcome, { ok: 2000 })
+  const observer = new Rpc()
+  t.teardown(async () => { await observer.close() })
+  observer.connect(host.addresses[0])
+  t.is(await observer.async_('hub', 'getCount'), 16_000)
+})
+
+test('calls - asyncCallback gets (result, undefined) or (undefined, error), once', async t => {
+  const { client } = await hostAndClient(t, 'cbhost')
+  const ok = await new Promise<unknown[]>(resolve => { client.asyncCallback('cbhost', 'add', (...args) => { resolve(args) }, 1, 2) })
+  t.deepEqual(ok, [3, undefined])
+  const failed = await new Promise<unknown[]>(resolve => { client.asyncCallback('cbhost', 'boom', (...args) => { resolve(args) }, 'bad') })
+  t.is(failed[0], undefined)
+  t.true(failed[1] instanceof RpcError)
+  t.is((failed[1] as RpcError).code, 'REMOTE_ERROR')
+})
+
+test('endpoints - deferred and queue endpoints served by a loop', async t => {
+  const { client } = await hostAndClient(t, 'served')
+  const doubled = await Promise.all([1, 2, 3, 4].map(async x => await client.async_('served', 'double', x, 5 * x)))
+  t.deepEqual(doubled, [2, 4, 6, 8])
+  const products = await Promise.all(Array.from({ length: 50 }, async (_, i) => await client.async_('served', 'mul', i, 3)))
+  t.deepEqual(products, Array.from({ length: 50 }, (_, i) => i * 3))
+  const err = await t.throwsAsync(client.async_('served', 'deferredFail', 'not today'))
+  t.is((err as RpcError).code, 'REMOTE_ERROR')
+  t.regex(err.message, /not today/)
+})
+
+test('endpoints - in-process define, defineDeferred, defineQueue and undefine', async t => {
+  const rpc = new Rpc({ name: 'solo' })
+  t.teardown(async () => { await rpc.close() })
+  rpc.define('inc', (x: number) => x + 1)
+  rpc.defineDeferred('later', (reply, x: number) => { setTimeout(() => { reply(x) }, 5) })
+  const q = rpc.defineQueue<[string]>('upper')
+  t.throws(() => { rpc.define('inc', () => 0) }, { code: 'BAD_ARGUMENT', message: /already defined/ })
+  // Calls to our own name are served in-process.
+  t.is(await rpc.async_('solo', 'inc', 1), 2)
+  t.is(await rpc.async_('solo', 'later', 7), 7)
+  const pending = rpc.async_('solo', 'upper', 'abc')
+  const [reply, s] = await q.result()
+  reply(s.toUpperCase())
+  t.is(await pending, 'ABC')
+  // undefine waits for calls in flight and then the name is gone.
+  const slow = rpc.async_('solo', 'later', 9)
+  await new Promise(resolve => setTimeout(resolve, 1))
+  await rpc.undefine('later')
+  t.is(await slow, 9)
+  const gone = await t.throwsAsync(rpc.async_('solo', 'later', 1))
+  t.is((gone as RpcError).code, 'FUNCTION_NOT_FOUND')
+  // A queued call still waiting when its queue is undefined fails instead of hanging.
+  const waiting = rpc.async_('solo', 'upper', 'never taken')
+  await new Promise(resolve => setTimeout(resolve, 5))
+  await rpc.undefine('upper')
+  t.is((await t.throwsAsync(waiting) as RpcError).code, 'FUNCTION_NOT_FOUND')
+})
+
+test('endpoints - batching options are refused until batching exists', t => {
+  const rpc = new Rpc()
+  t.throws(() => { rpc.define('f', () => 0, { batchSize: 8 }) }, { code: 'BAD_ARGUMENT', message: /not implemented yet/ })
+  t.throws(() => { rpc.defineQueue('q', { dynamicBatching: true }) }, { code: 'BAD_ARGUMENT' })
+})
+
+test('future - result, wait, done, exception and cancel', async t => {
+  const { client } = await hostAndClient(t, 'fut')
+  const fut = client.async_('fut', 'sleep', 300)
+  t.false(fut.done())
+  t.false(await fut.wait(0.01))
+  const early = await t.throwsAsync(fut.result(0.01))
+  t.is((early as RpcError).code, 'TIMEOUT')
+  t.is(await fut.get(), 300)
+  t.true(fut.done())
+  t.is(fut.exception(), undefined)
+
+  const cancelled = client.async_('fut', 'sleep', 300)
+  t.true(cancelled.cancel())
+  t.false(cancelled.cancel())
+  t.is((await t.throwsAsync(cancelled) as RpcError).code, 'CANCELLED')
+  t.is(cancelled.exception()?.code, 'CANCELLED')
+})
+
+test('names - setName after listen throws; the default name is unique', async t => {
+  const a = new Rpc()
+  const b = new Rpc()
+  t.not(a.getName(), b.getName())
+  a.setName('alpha')
+  t.is(a.getName(), 'alpha')
+  await a.listen('127.0.0.1:0')
+  t.throws(() => { a.setName('beta') }, { code: 'BAD_ARGUMENT' })
+  t.throws(() => { a.setTransports(['carrier pigeon']) }, { code: 'BAD_ARGUMENT', message: /unknown transport/ })
+  a.setTransports(['tcp/ip', 'shared memory', 'infiniband'])
+  t.throws(() => { a.connect('not an address') }, { code: 'BAD_ARGUMENT' })
+  t.regex(a.addresses()[0], /^127\.0\.0\.1:\d+$/)
+  await a.close()
+  await b.close()
+})

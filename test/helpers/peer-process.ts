@@ -1,0 +1,111 @@
+/**
+ * Starts a fixture peer (test/fixtures/peer.ts) in a child process and talks to it over
+ * IPC with structured-clone serialization, so Maps, bigints and typed arrays survive.
+ *
+ * ```ts
+ * const host = await PeerProcess.start({ rpc: { name: 'host' }, listen: '127.0.0.1:0' })
+ * t.teardown(() => host.kill())
+ * await host.request('call', { peer: 'other', fn: 'echo', args: [1] })
+ * ```
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const PEER_SCRIPT = fileURLToPath(new URL('../fixtures/peer.js', import.meta.url))
+
+export interface PeerConfig {
+  rpc?: Record<string, unknown>
+  listen?: string
+  connect?: string[]
+}
+
+export class RemoteError extends Error {
+  constructor (readonly code: string | undefined, message: string, readonly remoteName?: string, readonly remoteStack?: string) {
+    super(message)
+  }
+}
+
+export class PeerProcess {
+  readonly name: string
+  readonly addresses: string[]
+  readonly exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  private nextId = 1
+  private readonly pending = new Map<number, { resolve: (v: any) => void, reject: (e: Error) => void }>()
+
+  private constructor (readonly child: ChildProcess, hello: { name: string, addresses: string[] }) {
+    this.name = hello.name
+    this.addresses = hello.addresses
+    this.exited = new Promise(resolve => {
+      child.once('exit', (code, signal) => {
+        for (const { reject } of this.pending.values()) reject(new Error(`peer ${this.name} exited (${code ?? signal})`))
+        this.pending.clear()
+        resolve({ code, signal })
+      })
+    })
+    child.on('message', (msg: any) => {
+      const waiter = this.pending.get(msg.id)
+      if (waiter == null) return
+      this.pending.delete(msg.id)
+      if (msg.ok === true) waiter.resolve(msg.value)
+      else waiter.reject(new RemoteError(msg.code, msg.message, msg.remoteName, msg.remoteStack))
+    })
+  }
+
+  static async start (config: PeerConfig, script = PEER_SCRIPT): Promise<PeerProcess> {
+    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const hello = await new Promise<any>((resolve, reject) => {
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('peer did not start within 30 s')) }, 30_000)
+      child.once('message', (msg: any) => {
+        clearTimeout(timer)
+        if (msg.ok === true) resolve(msg.value)
+        else reject(new Error(`peer failed to start: ${String(msg.message)}`))
+      })
+      child.once('exit', code => { clearTimeout(timer); reject(new Error(`peer exited with ${String(code)} before it was ready`)) })
+    })
+    return new PeerProcess(child, hello)
+  }
+
+  async request<T = any> (op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const id = this.nextId++
+    return await new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.child.send({ id, op, ...args })
+    })
+  }
+
+  /** Calls a function of another peer from this one. */
+  async call<T = any> (peer: string, fn: string, ...args: unknown[]): Promise<T> {
+    return await this.request<T>('call', { peer, fn, args })
+  }
+
+  kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {
+    if (this.child.exitCode == null && this.child.signalCode == null) this.child.kill(signal)
+    return this.exited
+  }
+}
+
+/** Polls `fn` until it resolves, at most `tries` times with `intervalMs` between. */
+export async function eventually<T> (fn: () => Promise<T>, tries = 60, intervalMs = 250): Promise<T> {
+  let last: unknown
+  for (let i = 0; i < tries; i++) {
+    try {
+      return await fn()
+    } catch (err) {
+      last = err
+      await new Promise(resolve => setTimeout(resolve, intervalMs))
+    }
+  }
+  throw last
+}
+
+/** A free TCP port on loopback (bound and released). */
+export async function freePort (): Promise<number> {
+  const { createServer } = await import('node:net')
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => { typeof address === 'object' && address != null ? resolve(address.port) : reject(new Error('no port')) })
+    })
+  })
+}
