@@ -97,6 +97,9 @@ export class Rpc {
     this.timeoutMs = secondsToMs('timeout', options.timeout ?? DEFAULTS.timeout)
     const transports = options.transports == null ? [...ALL_TRANSPORTS] : parseTransportNames(options.transports)
     cohortPrologue(options.cohortKey) // checks the key's type now rather than at the first dial
+    if (options.identity != null && !(options.identity instanceof Uint8Array)) {
+      throw new RpcError('BAD_ARGUMENT', 'identity must be the Uint8Array that generateIdentity() returned')
+    }
     const maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes
     positiveInteger('maxFrameBytes', maxFrameBytes)
 

@@ -135,12 +135,7 @@ export class PeerDirectory {
       link.onFrame = frame => {
         if (settled) return
         if (frame[0] === FrameType.GOODBYE) {
-          this.refusalsReceived++
-          const code = isRpcErrorCode(frame[1]) ? frame[1] : 'UNAUTHORIZED'
-          const message = typeof frame[2] === 'string' ? frame[2] : 'refused'
-          this.lastRefusal = { code, message, at: Date.now() }
-          log('%s refused us: %s %s', link.remoteAddress, code, message)
-          fail(new RpcError(code, `peer at ${link.remoteAddress} refused the connection: ${message}`))
+          fail(this.refused(frame, link))
           return
         }
         if (frame[0] !== FrameType.HELLO) {
@@ -196,6 +191,15 @@ export class PeerDirectory {
     return undefined
   }
 
+  private refused (frame: unknown[], link: Link): RpcError {
+    this.refusalsReceived++
+    const code = isRpcErrorCode(frame[1]) ? frame[1] : 'UNAUTHORIZED'
+    const message = typeof frame[2] === 'string' ? frame[2] : 'refused'
+    this.lastRefusal = { code, message, at: Date.now() }
+    log('%s refused us: %s %s', link.remoteAddress, code, message)
+    return new RpcError(code, `peer at ${link.remoteAddress} refused the connection: ${message}`)
+  }
+
   private refuse (link: Link, code: string, message: string): void {
     this.refusalsSent++
     log('refusing %s: %s %s', link.remoteAddress, code, message)
@@ -230,6 +234,11 @@ export class PeerDirectory {
     bound.lastHeard = Date.now()
     link.onFrame = frame => {
       bound.lastHeard = Date.now()
+      if (frame[0] === FrameType.GOODBYE) {
+        // The peer refused us after sending its HELLO (for instance our name is taken there).
+        link.close(this.refused(frame, link))
+        return
+      }
       this.events.frame(bound, frame)
     }
     link.onClose = () => {

@@ -1,0 +1,80 @@
+import test from 'ava'
+import { CallTable } from '../src/calls/call-table.js'
+import { DedupTable } from '../src/calls/dedup-table.js'
+import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../src/codec/frame.js'
+import { Dispatcher } from '../src/endpoints/dispatcher.js'
+import { EndpointRegistry } from '../src/endpoints/registry.js'
+
+function decode (frame: Uint8Array): unknown[] {
+  return decodeValue(frame.subarray(HEADER_BYTES)) as unknown[]
+}
+
+test('at-most-once - a resent CALL runs once; the duplicate gets the stored reply', async t => {
+  const registry = new EndpointRegistry()
+  let runs = 0
+  registry.define('inc', (x: number) => { runs++; return x + 1 })
+  const sent: unknown[][] = []
+  const dispatcher = new Dispatcher(registry, { selfName: () => 'callee', maxRunning: 100, maxDedupEntries: 100, maxFrameBytes: 1 << 20, send: (_peer, frame) => { sent.push(decode(frame)) } })
+  const caller = { name: 'caller', calleeState: undefined }
+  const call = [FrameType.CALL, 7, 'inc', [41], 10_000, 1]
+  dispatcher.onCall(caller, call)
+  dispatcher.onCall(caller, call)
+  t.is(runs, 1)
+  t.deepEqual(sent, [[FrameType.REPLY, 7, 42], [FrameType.REPLY, 7, 42]])
+})
+
+test('at-most-once - a resend of a call still running gets an ACK, not a second run', async t => {
+  const registry = new EndpointRegistry()
+  let runs = 0
+  let finish: (v: number) => void = () => {}
+  registry.define('slow', async () => { runs++; return await new Promise<number>(resolve => { finish = resolve }) })
+  const sent: unknown[][] = []
+  const dispatcher = new Dispatcher(registry, { selfName: () => 'callee', maxRunning: 100, maxDedupEntries: 100, maxFrameBytes: 1 << 20, send: (_peer, frame) => { sent.push(decode(frame)) } })
+  const caller = { name: 'caller', calleeState: undefined }
+  const call = [FrameType.CALL, 3, 'slow', [], 10_000, 1]
+  dispatcher.onCall(caller, call)
+  dispatcher.onCall(caller, call)
+  t.is(runs, 1)
+  t.deepEqual(sent, [[FrameType.ACK, 3]])
+  finish(5)
+  await new Promise(resolve => setImmediate(resolve))
+  t.deepEqual(sent.at(-1), [FrameType.REPLY, 3, 5])
+  t.is(runs, 1)
+})
+
+test('at-most-once - ids below the caller\'s low water mark are forgotten and never run again', t => {
+  const table = new DedupTable(1000)
+  t.deepEqual(table.admit(1, 1000, 1), { kind: 'new' })
+  table.end(1, encodeFrame([FrameType.REPLY, 1, null]))
+  t.deepEqual(table.admit(2, 1000, 1), { kind: 'new' })
+  table.end(2, encodeFrame([FrameType.REPLY, 2, null]))
+  t.is(table.size, 2)
+  // The caller says every id below 3 has ended for it.
+  t.deepEqual(table.admit(3, 1000, 3), { kind: 'new' })
+  t.is(table.size, 1)
+  t.deepEqual(table.admit(1, 1000, 3), { kind: 'stale' })
+})
+
+test('at-most-once - calls on a lost link are resent to the same process and failed for a restarted one', async t => {
+  const frames: Array<[string, unknown[]]> = []
+  let linkUp = true
+  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, send: (peer, frame) => { if (linkUp) frames.push([peer, decode(frame)]); return linkUp } })
+  const a = table.start('p', 'f', [1], 10_000)
+  const b = table.start('p', 'g', [2], 10_000)
+  t.is(frames.length, 2)
+  linkUp = false
+  table.onPeerDown('p')
+  linkUp = true
+  table.onPeerUp('p', false)
+  t.deepEqual(frames.slice(2).map(([, f]) => f[2]), ['f', 'g'])
+  t.deepEqual(frames.slice(2).map(([, f]) => f[1]), frames.slice(0, 2).map(([, f]) => f[1]))
+  table.onReply('p', frames[0][1][1], 'A')
+  t.is(await a, 'A')
+  // The same name comes back as a new process: the call it held cannot be answered.
+  table.onPeerDown('p')
+  table.onPeerUp('p', true)
+  const err = await b.then(() => undefined, e => e)
+  t.is(err.code, 'PEER_NOT_FOUND')
+  t.regex(err.message, /restarted/)
+  table.close(new (await import('../src/errors/rpc-error.js')).RpcError('CLOSED', 'done'))
+})

@@ -1,0 +1,78 @@
+import test from 'ava'
+import { Rpc } from '../src/index.js'
+import { encodeFrame, FrameReader, FrameType } from '../src/codec/frame.js'
+import { PeerProcess } from './helpers/peer-process.js'
+
+const samples: Array<[string, unknown]> = [
+  ['integer', 42],
+  ['negative', -7],
+  ['float', Math.PI],
+  ['large number', 2 ** 53 - 1],
+  ['string', 'héllo, wörld ✓'],
+  ['empty string', ''],
+  ['true', true],
+  ['false', false],
+  ['null', null],
+  ['array', [1, 'two', [3, [4]]]],
+  ['plain object', { a: 1, b: { c: [true, null] } }],
+  ['Uint8Array', new Uint8Array([0, 1, 254, 255])],
+  ['Int8Array', new Int8Array([-128, 127])],
+  ['Uint16Array', new Uint16Array([0, 65535])],
+  ['Int16Array', new Int16Array([-32768, 32767])],
+  ['Uint32Array', new Uint32Array([0, 2 ** 32 - 1])],
+  ['Int32Array', new Int32Array([-(2 ** 31), 2 ** 31 - 1])],
+  ['Float32Array', new Float32Array([1.5, -0.25, Number.POSITIVE_INFINITY])],
+  ['Float64Array', new Float64Array([Math.E, -0, Number.NaN])],
+  ['BigInt64Array', new BigInt64Array([-(2n ** 63n), 2n ** 63n - 1n])],
+  ['BigUint64Array', new BigUint64Array([0n, 2n ** 64n - 1n])],
+  ['Map', new Map<unknown, unknown>([[1, 'one'], ['two', { x: 2 }]])],
+  ['Set', new Set([1, 'a'])],
+  ['Date', new Date('2026-11-22T12:34:56.789Z')],
+  ['small bigint', 5n],
+  ['int64 bigint', -(2n ** 62n)],
+  ['huge bigint', 2n ** 100n + 1n],
+  ['mixed', { tensor: new Float32Array([1, 2, 3]), when: new Date(0), tags: new Map([['k', [1n]]]) }]
+]
+
+test('codec - every msgpack-able type round-trips through another process unchanged', async t => {
+  const host = await PeerProcess.start({ rpc: { name: 'mirror' }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const client = new Rpc()
+  t.teardown(async () => { await client.close() })
+  client.connect(host.addresses[0])
+  for (const [label, value] of samples) {
+    const back = await client.async_('mirror', 'echo', value)
+    t.deepEqual(back, value, label)
+    t.is(Object.prototype.toString.call(back), Object.prototype.toString.call(value), `${label} keeps its type`)
+  }
+  // Several arguments, and undefined inside an array.
+  t.deepEqual(await client.async_('mirror', 'callOther', 'mirror', 'echo', [undefined, 1]), [undefined, 1])
+})
+
+test('codec - typed arrays travel as bytes, not as lists of numbers', t => {
+  const data = new Float64Array(1024).fill(Math.PI)
+  const frame = encodeFrame([FrameType.REPLY, 1, data])
+  // 8 KiB of doubles plus a few bytes of header; a number list would be 9 bytes per element.
+  t.true(frame.byteLength < data.byteLength + 64)
+})
+
+test('codec - the frame reader reassembles frames split anywhere', t => {
+  const frames = [[FrameType.ACK, 1], [FrameType.REPLY, 2, 'x'.repeat(1000)], [FrameType.CALL, 3, 'f', [1, 2], 100, 1]]
+  const bytes = Buffer.concat(frames.map(f => encodeFrame(f)))
+  const reader = new FrameReader(1 << 20)
+  const out: unknown[] = []
+  for (let i = 0; i < bytes.length; i += 7) out.push(...reader.push(bytes.subarray(i, i + 7)))
+  t.deepEqual(out, frames)
+  t.is(reader.pending, 0)
+})
+
+test('codec - bad bytes give BAD_FRAME, never a crash', t => {
+  const tooLong = Buffer.alloc(8)
+  tooLong.writeUInt32BE(1 << 30, 0)
+  t.throws(() => [...new FrameReader(1 << 20).push(tooLong)], { code: 'BAD_FRAME', message: /above the limit/ })
+  const garbage = Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1])
+  t.throws(() => [...new FrameReader(1 << 20).push(garbage)], { code: 'BAD_FRAME' })
+  const notArray = encodeFrame(['just a string'] as unknown[]).subarray(0)
+  notArray[4] = 0xa1 // fixstr of length 1 instead of an array
+  t.throws(() => [...new FrameReader(1 << 20).push(notArray)], { code: 'BAD_FRAME' })
+})

@@ -1,0 +1,66 @@
+import test from 'ava'
+import { Rpc, RpcError } from '../src/index.js'
+import { PeerProcess, eventually, freePort } from './helpers/peer-process.js'
+
+test('liveness - a callee killed with SIGKILL mid-call ends every pending call with an error, fast', async t => {
+  const host = await PeerProcess.start({ rpc: { name: 'doomed' }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  // Deadline far above the test's own timeout: only liveness can end these calls in time.
+  const client = new Rpc({ timeout: 600 })
+  t.teardown(async () => { await client.close() })
+  client.connect(host.addresses[0])
+  t.is(await client.async_('doomed', 'add', 1, 2), 3)
+  const pending = Array.from({ length: 5 }, async () => await client.async_('doomed', 'sleep', 500_000))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  await host.kill('SIGKILL')
+  const outcomes = await Promise.allSettled(pending)
+  for (const outcome of outcomes) {
+    t.is(outcome.status, 'rejected')
+    const err = (outcome as PromiseRejectedResult).reason as RpcError
+    t.is(err.code, 'PEER_NOT_FOUND')
+    t.regex(err.message, /doomed/)
+  }
+  // A call made after the death also ends (no hang) once the lookup gives up.
+  client.setTimeout(600)
+  const late = await t.throwsAsync(client.async_('doomed', 'add', 1, 2))
+  t.is((late as RpcError).code, 'PEER_NOT_FOUND')
+})
+
+test('liveness - a callee restarted on the same address and name is called again, both directions', async t => {
+  const port = await freePort()
+  const address = `127.0.0.1:${port}`
+  const first = await PeerProcess.start({ rpc: { name: 'phoenix' }, listen: address })
+  t.teardown(async () => await first.kill())
+  const client = await PeerProcess.start({ rpc: { name: 'steady' }, connect: [address] })
+  t.teardown(async () => await client.kill())
+  const firstPid = await client.call('phoenix', 'pid')
+  t.is(firstPid, first.child.pid)
+  // The callee can call the caller over the same connection.
+  t.is(await first.call('steady', 'whoami'), 'steady')
+
+  await first.kill('SIGKILL')
+  const second = await PeerProcess.start({ rpc: { name: 'phoenix' }, listen: address })
+  t.teardown(async () => await second.kill())
+  // The client redials by itself; nothing is done on its side.
+  const secondPid = await eventually(async () => await client.call('phoenix', 'pid'), 40, 250)
+  t.is(secondPid, second.child.pid)
+  t.not(secondPid, firstPid)
+  t.is(await second.call('steady', 'whoami'), 'steady')
+  const debug = await client.request('debug')
+  const connection = debug.connections.find((c: any) => c.address === address)
+  t.true(connection.connects >= 2)
+})
+
+test('liveness - a client that goes away does not disturb the server', async t => {
+  const host = await PeerProcess.start({ rpc: { name: 'sturdy' }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const victim = await PeerProcess.start({ connect: [host.addresses[0]] })
+  const running = victim.request('calls', { peer: 'sturdy', fn: 'sleep', args: [2000], count: 20, concurrency: 20 }).catch(() => 'gone')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await victim.kill('SIGKILL')
+  t.is(await running, 'gone')
+  const other = new Rpc()
+  t.teardown(async () => { await other.close() })
+  other.connect(host.addresses[0])
+  t.is(await other.async_('sturdy', 'add', 20, 22), 42)
+})
