@@ -1,0 +1,309 @@
+/**
+ * `npm run bench`: cohort over TCP against the stacks beneath it, in one run, between
+ * two Node processes on loopback (each server is a forked child, see harness.ts).
+ *
+ * ```sh
+ * npm run bench                              # all stacks
+ * node dist/bench/index.js cohort raw-net    # some stacks, by id
+ * BENCH_ROUNDS=1 npm run bench               # one round instead of three
+ * ```
+ *
+ * The stacks run in interleaved rounds (cohort, libp2p, net, cohort, ...) and the table
+ * shows the median of the rounds for each figure, so a burst of load from elsewhere on
+ * the machine hits one round of every stack rather than all of one stack. Prints a
+ * table and writes bench/results/tcp-<date>.json and bench/results/latest.json.
+ */
+import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { median, nowMs, spawnServer, withDeadline, type EchoClient, type Stack } from './harness.js'
+import { pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
+import { STACKS, stackById } from './tcp/stacks.js'
+
+const MiB = 1024 * 1024
+
+/** Counts and time caps; the whole run stays under three minutes on 2 vCPUs even when something hangs. */
+const CONFIG = {
+  rounds: positiveIntFromEnv('BENCH_ROUNDS', 3),
+  roundTrip: { payloadBytes: 64, warmup: 300, calls: 3000, capMs: 8_000 },
+  pipelined: { payloadBytes: 64, inFlight: 64, warmup: 3000, calls: 30_000, capMs: 8_000 },
+  throughput1MiB: { payloadBytes: 1 * MiB, repetitions: 15, capMs: 6_000 },
+  throughput16MiB: { payloadBytes: 16 * MiB, repetitions: 5, capMs: 8_000 },
+  connectCapMs: 10_000,
+  /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
+  hangGraceMs: 5_000,
+  /** No new round starts if, at the pace of the last one, it would end past this much time. */
+  roundsBudgetMs: 100_000,
+  /** Hard limit for the whole run. */
+  totalCapMs: 175_000
+}
+
+/** One stack's figures from one round. */
+interface StackRun {
+  round: number
+  /** From connect() to the first echoed 64-byte call: dial, handshakes, lookup. */
+  connectMs?: number
+  roundTrip64B?: RoundTripResult
+  pipelined64?: PipelinedResult
+  throughput1MiB?: ThroughputResult
+  throughput16MiB?: ThroughputResult
+  /** 'killed' when the server process did not exit by itself after close(). */
+  serverExit?: 'exited' | 'killed'
+  /** How long the client's close() and the server process's close-and-exit took. */
+  closeMs?: { client?: number, server: number }
+  /** The client's own counters, taken before close() (cohort only). */
+  clientDetails?: unknown
+  /** Set when a section hung: its calls may still be in flight, so later sections of this round are skipped. */
+  hung?: boolean
+  errors: string[]
+}
+
+/** The figures of the table: for each, the median over the rounds that produced it. */
+interface Summary {
+  p50Us?: number
+  p99Us?: number
+  callsPerSec?: number
+  mbPerSec1MiB?: number
+  mbPerSec16MiB?: number
+  connectMs?: number
+}
+
+interface StackResult {
+  stack: string
+  label: string
+  summary: Summary
+  runs: StackRun[]
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`bench: the whole run passed ${CONFIG.totalCapMs / 1000} s; giving up`)
+  process.exit(2)
+}, CONFIG.totalCapMs).unref()
+
+const unhandled: string[] = []
+process.on('unhandledRejection', reason => {
+  const text = reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason)
+  unhandled.push(text)
+  console.error('bench: unhandled rejection:', reason)
+})
+
+async function section<T> (run: StackRun, name: string, capMs: number, measure: () => Promise<T>): Promise<T | undefined> {
+  if (run.hung === true) {
+    log(`    ${name}: skipped (an earlier section hung)`)
+    return undefined
+  }
+  const t0 = nowMs()
+  const hangMs = capMs + CONFIG.hangGraceMs
+  try {
+    const value = await withDeadline(measure(), hangMs, name)
+    log(`    ${name}: ${describe(value)} (${((nowMs() - t0) / 1000).toFixed(1)} s)`)
+    return value
+  } catch (err) {
+    if (nowMs() - t0 >= hangMs) run.hung = true
+    run.errors.push(`${name}: ${(err as Error).message}`)
+    log(`    ${name}: FAILED ${(err as Error).message}`)
+    return undefined
+  }
+}
+
+/** One round of one stack: a fresh server process, a fresh client, every section. */
+async function runStack (stack: Stack, round: number): Promise<StackRun> {
+  const run: StackRun = { round, errors: [] }
+  log(`  ${stack.label}`)
+  let server
+  try {
+    server = await spawnServer(stack.id)
+  } catch (err) {
+    run.errors.push((err as Error).message)
+    log(`    FAILED ${(err as Error).message}`)
+    return run
+  }
+  let client: EchoClient | undefined
+  try {
+    const t0 = nowMs()
+    client = await withDeadline(stack.connect(server.address), CONFIG.connectCapMs, 'connect')
+    const c = client
+    await withDeadline(verifyEcho(c, 64), CONFIG.connectCapMs, 'first call')
+    run.connectMs = nowMs() - t0
+    log(`    connected to ${server.address} (server pid ${server.pid}) in ${run.connectMs.toFixed(1)} ms`)
+    run.roundTrip64B = await section(run, '64 B round trip', CONFIG.roundTrip.capMs, async () => await roundTrip(c, CONFIG.roundTrip))
+    run.pipelined64 = await section(run, '64 B pipelined x64', CONFIG.pipelined.capMs, async () => await pipelined(c, CONFIG.pipelined))
+    run.throughput1MiB = await section(run, '1 MiB echo', CONFIG.throughput1MiB.capMs, async () => await throughput(c, CONFIG.throughput1MiB))
+    run.throughput16MiB = await section(run, '16 MiB echo', CONFIG.throughput16MiB.capMs, async () => await throughput(c, CONFIG.throughput16MiB))
+  } catch (err) {
+    run.errors.push((err as Error).message)
+    log(`    FAILED ${(err as Error).message}`)
+  } finally {
+    let clientCloseMs: number | undefined
+    if (client != null) {
+      run.clientDetails = client.details?.()
+      const t0 = nowMs()
+      await withDeadline(client.close(), 5_000, 'client close()').catch((err: Error) => { run.errors.push(err.message) })
+      clientCloseMs = nowMs() - t0
+    }
+    const t0 = nowMs()
+    run.serverExit = await server.stop()
+    run.closeMs = { client: clientCloseMs, server: nowMs() - t0 }
+    if (run.serverExit === 'killed') run.errors.push('server process did not exit after close(); killed')
+  }
+  return run
+}
+
+function summarize (runs: StackRun[]): Summary {
+  const med = (pick: (r: StackRun) => number | undefined): number | undefined => {
+    const values = runs.map(pick).filter((v): v is number => v != null && Number.isFinite(v))
+    return values.length > 0 ? median(values) : undefined
+  }
+  return {
+    p50Us: med(r => r.roundTrip64B?.p50Us),
+    p99Us: med(r => r.roundTrip64B?.p99Us),
+    callsPerSec: med(r => r.pipelined64?.callsPerSec),
+    mbPerSec1MiB: med(r => r.throughput1MiB?.mbPerSec),
+    mbPerSec16MiB: med(r => r.throughput16MiB?.mbPerSec),
+    connectMs: med(r => r.connectMs)
+  }
+}
+
+function describe (value: unknown): string {
+  if (value == null || typeof value !== 'object') return String(value)
+  const v = value as Partial<RoundTripResult & PipelinedResult & ThroughputResult>
+  if (v.p50Us != null) return `p50 ${fmt(v.p50Us, 1)} µs, p99 ${fmt(v.p99Us, 1)} µs over ${v.samples ?? 0} calls`
+  if (v.callsPerSec != null) return `${fmt(v.callsPerSec, 0)} calls/s over ${v.calls ?? 0} calls`
+  if (v.mbPerSec != null) return `${fmt(v.mbPerSec, 1)} MB/s (median of ${v.samplesMbPerSec?.length ?? 0})`
+  return JSON.stringify(value)
+}
+
+function fmt (value: number | undefined, digits: number): string {
+  if (value == null || !Number.isFinite(value)) return '—'
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function log (line: string): void {
+  console.log(line)
+}
+
+function table (results: StackResult[]): string {
+  const header = ['stack', 'p50 µs', 'p99 µs', 'calls/s @64', 'MB/s 1MiB', 'MB/s 16MiB']
+  const rows = results.map(r => [
+    r.label,
+    fmt(r.summary.p50Us, 1),
+    fmt(r.summary.p99Us, 1),
+    fmt(r.summary.callsPerSec, 0),
+    fmt(r.summary.mbPerSec1MiB, 1),
+    fmt(r.summary.mbPerSec16MiB, 1)
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
+  return [line(header), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+function ratio (a: number | undefined, b: number | undefined): number | undefined {
+  return a != null && b != null && b !== 0 ? a / b : undefined
+}
+
+function positiveIntFromEnv (name: string, fallback: number): number {
+  const raw = process.env[name]
+  if (raw == null || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`)
+  return value
+}
+
+async function main (): Promise<void> {
+  const wanted = process.argv.slice(2)
+  const stacks = wanted.length > 0 ? wanted.map(stackById) : STACKS
+  const started = new Date()
+  const t0 = nowMs()
+  const loadBefore = loadavg()
+  if (loadBefore[0] > cpus().length) {
+    log(`note: load average is ${loadBefore[0].toFixed(2)} on ${cpus().length} CPUs; other work on this machine will blur the figures`)
+  }
+  const runs = new Map<Stack, StackRun[]>(stacks.map(s => [s, []]))
+  for (let round = 1; round <= CONFIG.rounds; round++) {
+    const roundStart = nowMs()
+    log(`round ${round}/${CONFIG.rounds}`)
+    for (const stack of stacks) runs.get(stack)?.push(await runStack(stack, round))
+    const elapsed = nowMs() - t0
+    if (round < CONFIG.rounds && elapsed + (nowMs() - roundStart) > CONFIG.roundsBudgetMs) {
+      log(`stopping after round ${round}: another round would pass the ${CONFIG.roundsBudgetMs / 1000} s budget`)
+      break
+    }
+  }
+  const results: StackResult[] = stacks.map(stack => {
+    const stackRuns = runs.get(stack) ?? []
+    return { stack: stack.id, label: stack.label, summary: summarize(stackRuns), runs: stackRuns }
+  })
+  const roundsRun = Math.max(...results.map(r => r.runs.length))
+
+  const cohort = results.find(r => r.stack === 'cohort')?.summary
+  const bare = results.find(r => r.stack === 'libp2p-stream')?.summary
+  const ratios = {
+    p50: ratio(cohort?.p50Us, bare?.p50Us),
+    p99: ratio(cohort?.p99Us, bare?.p99Us),
+    callsPerSec: ratio(cohort?.callsPerSec, bare?.callsPerSec),
+    mbPerSec1MiB: ratio(cohort?.mbPerSec1MiB, bare?.mbPerSec1MiB),
+    mbPerSec16MiB: ratio(cohort?.mbPerSec16MiB, bare?.mbPerSec16MiB)
+  }
+
+  console.log('')
+  console.log(`TCP on loopback, client and server in two Node processes; each figure is the median of ${roundsRun} round(s).`)
+  console.log('p50/p99: 64 B echo, one call at a time.  calls/s: 64 B echo, 64 calls in flight.')
+  console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions.')
+  console.log('')
+  console.log(table(results))
+  console.log('')
+  const times = (r: number | undefined): string => r == null ? 'n/a' : `${fmt(r, 2)}x`
+  console.log(`cohort / bare libp2p:  p50 ${times(ratios.p50)} (higher = cohort slower)   calls/s ${times(ratios.callsPerSec)} (lower = cohort slower)`)
+  for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
+  for (const u of unhandled) console.log(`! unhandled rejection: ${u}`)
+
+  const cpuList = cpus()
+  const report = {
+    benchmark: 'tcp',
+    date: started.toISOString(),
+    durationSeconds: (nowMs() - t0) / 1000,
+    machine: {
+      cpus: cpuList.length,
+      model: cpuList[0]?.model ?? 'unknown',
+      node: process.version,
+      platform: platform(),
+      release: release(),
+      arch: arch(),
+      totalMemBytes: totalmem(),
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadavg()
+    },
+    units: {
+      latency: 'microseconds, 64-byte payload, sequential calls',
+      callsPerSec: '64-byte payload, 64 calls in flight, one message per call',
+      mbPerSec: '10^6 payload bytes per second, counted both ways (request + echo), median of repetitions',
+      summary: 'median over rounds of each figure'
+    },
+    config: CONFIG,
+    results,
+    ratiosCohortOverBareLibp2p: ratios,
+    unhandledRejections: unhandled
+  }
+  const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results')
+  mkdirSync(resultsDir, { recursive: true })
+  const file = join(resultsDir, `tcp-${report.date.replace(/:/g, '-')}.json`)
+  const json = JSON.stringify(report, null, 2) + '\n'
+  writeFileSync(file, json)
+  writeFileSync(join(resultsDir, 'latest.json'), json)
+  console.log(`\nwrote ${relative(process.cwd(), file)} and latest.json`)
+  if (unhandled.length > 0 || results.some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
+}
+
+main().then(() => {
+  clearTimeout(watchdog)
+  // Everything is closed: the process should now end by itself. Say so if it does not.
+  setTimeout(() => {
+    console.error(`bench: still alive 3 s after closing everything; open resources: ${process.getActiveResourcesInfo().join(', ')}`)
+    process.exit(process.exitCode ?? 0)
+  }, 3_000).unref()
+}, (err: Error) => {
+  console.error(err)
+  process.exit(1)
+})

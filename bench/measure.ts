@@ -1,0 +1,141 @@
+/**
+ * The three measurements, written once against `EchoClient` so every stack runs the
+ * very same loops: sequential round-trip latency, pipelined call rate, and payload
+ * throughput. Every loop is bounded by a count and by a deadline.
+ *
+ * ```ts
+ * const lat = await roundTrip(client, { payloadBytes: 64, warmup: 300, calls: 3000, capMs: 15_000 })
+ * console.log(lat.p50Us, lat.p99Us)
+ * ```
+ */
+import { randomFillSync } from 'node:crypto'
+import { median, nowMs, percentile, type EchoClient } from './harness.js'
+
+export function payloadOf (bytes: number): Uint8Array {
+  return randomFillSync(new Uint8Array(bytes))
+}
+
+async function echoChecked (client: EchoClient, payload: Uint8Array): Promise<void> {
+  const echoed = await client.call(payload)
+  if (echoed.byteLength !== payload.byteLength) {
+    throw new Error(`echo returned ${echoed.byteLength} bytes for a payload of ${payload.byteLength}`)
+  }
+}
+
+/** One echo compared byte for byte: each stack must really carry the payload, not just its length. */
+export async function verifyEcho (client: EchoClient, bytes: number): Promise<void> {
+  const payload = payloadOf(bytes)
+  const echoed = await client.call(payload)
+  if (Buffer.compare(Buffer.from(echoed.buffer, echoed.byteOffset, echoed.byteLength), Buffer.from(payload.buffer)) !== 0) {
+    throw new Error(`echo of ${bytes} bytes came back with different content (${echoed.byteLength} bytes)`)
+  }
+}
+
+export interface RoundTripOptions {
+  payloadBytes: number
+  warmup: number
+  calls: number
+  capMs: number
+}
+
+export interface RoundTripResult {
+  p50Us: number
+  p99Us: number
+  meanUs: number
+  minUs: number
+  maxUs: number
+  /** Measured calls; fewer than asked when the time cap ended the loop. */
+  samples: number
+}
+
+/** One call at a time; each sample is the time from `call` to the echoed bytes. */
+export async function roundTrip (client: EchoClient, opts: RoundTripOptions): Promise<RoundTripResult> {
+  const payload = payloadOf(opts.payloadBytes)
+  const deadline = nowMs() + opts.capMs
+  for (let i = 0; i < opts.warmup && nowMs() < deadline; i++) await echoChecked(client, payload)
+  const us: number[] = []
+  while (us.length < opts.calls && nowMs() < deadline) {
+    const t0 = nowMs()
+    await echoChecked(client, payload)
+    us.push((nowMs() - t0) * 1000)
+  }
+  us.sort((a, b) => a - b)
+  return {
+    p50Us: percentile(us, 0.5),
+    p99Us: percentile(us, 0.99),
+    meanUs: us.reduce((s, x) => s + x, 0) / us.length,
+    minUs: us[0],
+    maxUs: us[us.length - 1],
+    samples: us.length
+  }
+}
+
+export interface PipelinedOptions {
+  payloadBytes: number
+  inFlight: number
+  warmup: number
+  calls: number
+  capMs: number
+}
+
+export interface PipelinedResult {
+  callsPerSec: number
+  /** Calls completed in the measured phase. */
+  calls: number
+  seconds: number
+}
+
+/**
+ * `inFlight` lanes, each issuing its next call when its previous one completes, so
+ * exactly `inFlight` calls are outstanding until the count or the deadline runs out.
+ */
+export async function pipelined (client: EchoClient, opts: PipelinedOptions): Promise<PipelinedResult> {
+  const payload = payloadOf(opts.payloadBytes)
+  const run = async (total: number, deadline: number): Promise<number> => {
+    let issued = 0
+    let completed = 0
+    const lane = async (): Promise<void> => {
+      while (issued < total && nowMs() < deadline) {
+        issued++
+        await echoChecked(client, payload)
+        completed++
+      }
+    }
+    await Promise.all(Array.from({ length: opts.inFlight }, lane))
+    return completed
+  }
+  const capEnd = nowMs() + opts.capMs
+  await run(opts.warmup, capEnd)
+  const t0 = nowMs()
+  const calls = await run(opts.calls, capEnd)
+  const seconds = (nowMs() - t0) / 1000
+  return { callsPerSec: calls / seconds, calls, seconds }
+}
+
+export interface ThroughputOptions {
+  payloadBytes: number
+  /** Samples taken; each is one echo round trip of the payload. */
+  repetitions: number
+  capMs: number
+}
+
+export interface ThroughputResult {
+  /** Median over samples of 2 × payload bytes (sent and echoed) / round-trip seconds, in 10^6 bytes/s. */
+  mbPerSec: number
+  samplesMbPerSec: number[]
+}
+
+/** Echo round trips of one large Uint8Array; bytes are counted both ways. */
+export async function throughput (client: EchoClient, opts: ThroughputOptions): Promise<ThroughputResult> {
+  const payload = payloadOf(opts.payloadBytes)
+  const deadline = nowMs() + opts.capMs
+  await verifyEcho(client, opts.payloadBytes) // also the warm-up: buffers, windows and JIT
+  const samples: number[] = []
+  while (samples.length < opts.repetitions && nowMs() < deadline) {
+    const t0 = nowMs()
+    await echoChecked(client, payload)
+    const seconds = (nowMs() - t0) / 1000
+    samples.push((2 * payload.byteLength) / seconds / 1e6)
+  }
+  return { mbPerSec: median(samples), samplesMbPerSec: samples }
+}
