@@ -15,7 +15,7 @@
  * for (const frame of reader.push(bytes)) console.log(frame) // [6, 7]
  * ```
  */
-import { Packr } from 'msgpackr'
+import { Packr, RESERVE_START_SPACE } from 'msgpackr'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { RpcError } from '../errors/rpc-error.js'
 
@@ -64,11 +64,11 @@ const packr = new Packr({
 
 /** Encodes one frame body as header + body bytes, ready for a link. */
 export function encodeFrame (body: unknown[]): Uint8Array {
-  const payload = packr.pack(body)
-  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength)
-  out.writeUInt32BE(payload.byteLength, 0)
-  out.set(payload, HEADER_BYTES)
-  return out
+  // msgpackr leaves HEADER_BYTES free in front of the body, so the header is written in
+  // place and a large body is not copied again.
+  const frame = packr.pack(body, RESERVE_START_SPACE | HEADER_BYTES)
+  new DataView(frame.buffer, frame.byteOffset, HEADER_BYTES).setUint32(0, frame.byteLength - HEADER_BYTES)
+  return frame
 }
 
 /** Encodes a value alone (no header), for paths that carry values without frames. */

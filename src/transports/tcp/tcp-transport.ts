@@ -182,9 +182,14 @@ class TcpLink implements Link {
     })
   }
 
+  /**
+   * The first frame of a loop turn leaves at once (a lone call pays no wait); frames that
+   * follow in the same turn queue up and leave together in one send when the turn ends.
+   */
   private scheduleFlush (): void {
     if (this.flushScheduled || this.waitingForDrain) return
     this.flushScheduled = true
+    this.flush()
     setImmediate(() => {
       this.flushScheduled = false
       this.flush()
