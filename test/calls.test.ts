@@ -1,15 +1,7 @@
 import test from 'ava'
 import { Rpc, RpcError } from '../src/index.js'
-import { PeerProcess } from './helpers/peer-process.js'
+import { PeerProcess, hostAndClient } from './helpers/peer-process.js'
 
-async function hostAndClient (t: any, hostName: string, clientOptions: Record<string, unknown> = {}): Promise<{ host: PeerProcess, client: Rpc }> {
-  const host = await PeerProcess.start({ rpc: { name: hostName }, listen: '127.0.0.1:0' })
-  t.teardown(async () => await host.kill())
-  const client = new Rpc(clientOptions)
-  t.teardown(async () => { await client.close() })
-  client.connect(host.addresses[0])
-  return { host, client }
-}
 
 test('calls - hello and echo between two processes', async t => {
   const { client } = await hostAndClient(t, 'host')

@@ -1,18 +1,10 @@
 import test from 'ava'
 import { Rpc, RpcError } from '../src/index.js'
-import { PeerProcess } from './helpers/peer-process.js'
+import { PeerProcess, hostAndClient } from './helpers/peer-process.js'
 
-async function setup (t: any, name: string, clientOptions: Record<string, unknown> = {}): Promise<{ host: PeerProcess, client: Rpc }> {
-  const host = await PeerProcess.start({ rpc: { name }, listen: '127.0.0.1:0' })
-  t.teardown(async () => await host.kill())
-  const client = new Rpc(clientOptions)
-  t.teardown(async () => { await client.close() })
-  client.connect(host.addresses[0])
-  return { host, client }
-}
 
 test('errors - a handler that throws gives REMOTE_ERROR with the remote message and stack; the callee keeps serving', async t => {
-  const { client } = await setup(t, 'thrower')
+  const { client } = await hostAndClient(t, 'thrower')
   const thrown = await t.throwsAsync(client.async_('thrower', 'boom', 'out of range!'))
   t.true(thrown instanceof RpcError)
   const err = thrown as RpcError
@@ -31,7 +23,7 @@ test('errors - a handler that throws gives REMOTE_ERROR with the remote message 
 })
 
 test('errors - a missing function gives FUNCTION_NOT_FOUND naming peer and function', async t => {
-  const { client } = await setup(t, 'nofn')
+  const { client } = await hostAndClient(t, 'nofn')
   const err = await t.throwsAsync(client.async_('nofn', 'doesNotExist', 1))
   t.is((err as RpcError).code, 'FUNCTION_NOT_FOUND')
   t.regex(err.message, /nofn/)
@@ -39,7 +31,7 @@ test('errors - a missing function gives FUNCTION_NOT_FOUND naming peer and funct
 })
 
 test('errors - a missing peer gives PEER_NOT_FOUND without waiting for the deadline', async t => {
-  const { client } = await setup(t, 'present', { lookupTimeout: 1, timeout: 60 })
+  const { client } = await hostAndClient(t, 'present', { lookupTimeout: 1, timeout: 60 })
   t.is(await client.async_('present', 'add', 2, 2), 4)
   const err = await t.throwsAsync(client.async_('absent', 'add', 1, 2))
   t.is((err as RpcError).code, 'PEER_NOT_FOUND')
@@ -48,7 +40,7 @@ test('errors - a missing peer gives PEER_NOT_FOUND without waiting for the deadl
 })
 
 test('errors - a call past its deadline gives TIMEOUT, and the late reply is dropped', async t => {
-  const { client } = await setup(t, 'slow')
+  const { client } = await hostAndClient(t, 'slow')
   t.is(await client.async_('slow', 'add', 1, 2), 3)
   client.setTimeout(0.2)
   const err = await t.throwsAsync(client.async_('slow', 'sleep', 1500))
@@ -85,7 +77,7 @@ test('errors - an argument above the frame limit fails with BAD_FRAME before lea
 })
 
 test('errors - close() while calls are pending ends each with CLOSED', async t => {
-  const { client } = await setup(t, 'closer')
+  const { client } = await hostAndClient(t, 'closer')
   t.is(await client.async_('closer', 'add', 1, 1), 2)
   const pending = [client.async_('closer', 'sleep', 5000), client.async_('closer', 'sleep', 5000), client.async_('nobody', 'x')]
   await client.close()

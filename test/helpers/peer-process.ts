@@ -10,6 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { Rpc, type RpcOptions } from '../../src/index.js'
 
 const PEER_SCRIPT = fileURLToPath(new URL('../fixtures/peer.js', import.meta.url))
 
@@ -108,4 +109,17 @@ export async function freePort (): Promise<number> {
       server.close(() => { typeof address === 'object' && address != null ? resolve(address.port) : reject(new Error('no port')) })
     })
   })
+}
+
+/**
+ * A fixture peer named `hostName` in a child process, and an Rpc in this process
+ * connected to it; both are torn down with the test.
+ */
+export async function hostAndClient (t: { teardown: (fn: () => Promise<unknown>) => void }, hostName: string, clientOptions: RpcOptions = {}): Promise<{ host: PeerProcess, client: Rpc }> {
+  const host = await PeerProcess.start({ rpc: { name: hostName }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const client = new Rpc(clientOptions)
+  t.teardown(async () => { await client.close() })
+  client.connect(host.addresses[0])
+  return { host, client }
 }
