@@ -68,7 +68,9 @@ const DEFAULTS = {
   reconnectGrace: 2,
   helloTimeoutMs: 10_000,
   dialTimeoutMs: 10_000,
-  sweepIntervalMs: 1_000
+  sweepIntervalMs: 1_000,
+  /** A peer with no link for this long is forgotten (its name can be bound afresh). */
+  forgetPeerAfterMs: 10 * 60_000
 }
 
 export class Rpc {
@@ -310,7 +312,10 @@ export class Rpc {
         backoff: { initialMs: 50, maxMs: 1000 },
         dialTimeoutMs: DEFAULTS.dialTimeoutMs
       })
-      this.sweepTimer = setInterval(() => { this.dispatcher.sweep() }, DEFAULTS.sweepIntervalMs).unref()
+      this.sweepTimer = setInterval(() => {
+        this.dispatcher.sweep()
+        this.directory.prune(Date.now() - DEFAULTS.forgetPeerAfterMs)
+      }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {
         this.dialer.stop()
         await transport.stop()

@@ -78,3 +78,21 @@ test('at-most-once - calls on a lost link are resent to the same process and fai
   t.regex(err.message, /restarted/)
   table.close(new (await import('../src/errors/rpc-error.js')).RpcError('CLOSED', 'done'))
 })
+
+test('at-most-once - reply memory is bounded; a resend past the bound gets an error, not a second run', t => {
+  const registry = new EndpointRegistry()
+  let runs = 0
+  registry.define('big', () => { runs++; return new Uint8Array(1000) })
+  const sent: unknown[][] = []
+  const dispatcher = new Dispatcher(registry, { selfName: () => 'callee', maxRunning: 100, maxDedupEntries: 100, maxFrameBytes: 1 << 20, send: (_peer, frame) => { sent.push(decode(frame)) } })
+  const caller = { name: 'caller', calleeState: new DedupTable(100, 2500) }
+  for (let id = 1; id <= 5; id++) dispatcher.onCall(caller, [FrameType.CALL, id, 'big', [], 10_000, 1])
+  t.is(runs, 5)
+  // Replies 1..3 were dropped to stay under 2,500 bytes; 4 and 5 are kept.
+  dispatcher.onCall(caller, [FrameType.CALL, 1, 'big', [], 10_000, 1])
+  dispatcher.onCall(caller, [FrameType.CALL, 5, 'big', [], 10_000, 1])
+  t.is(runs, 5)
+  t.is(sent[5][0], FrameType.ERROR)
+  t.is(sent[5][2], 'OVERLOADED')
+  t.is(sent[6][0], FrameType.REPLY)
+})

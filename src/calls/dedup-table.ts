@@ -24,8 +24,14 @@ interface Entry {
 export class DedupTable {
   private readonly entries = new Map<number, Entry>()
   private lowWater = 0
+  private replyBytes = 0
 
-  constructor (private readonly maxEntries: number) {}
+  /**
+   * @param maxEntries ids remembered at most
+   * @param maxReplyBytes reply bytes kept at most; past it the oldest replies are dropped
+   *   (the id is still remembered, so a resend is answered with an error, never run again)
+   */
+  constructor (private readonly maxEntries: number, private readonly maxReplyBytes = 64 * 1024 * 1024) {}
 
   get size (): number {
     return this.entries.size
@@ -47,17 +53,34 @@ export class DedupTable {
     const entry = this.entries.get(id)
     if (entry == null) return
     if (id < this.lowWater) {
-      this.entries.delete(id)
+      this.forget(id, entry)
       return
     }
     entry.ended = true
     entry.reply = reply
+    this.replyBytes += reply.byteLength
+    if (this.replyBytes > this.maxReplyBytes) this.dropOldestReplies()
+  }
+
+  private dropOldestReplies (): void {
+    for (const entry of this.entries.values()) {
+      if (this.replyBytes <= this.maxReplyBytes) return
+      if (entry.reply != null) {
+        this.replyBytes -= entry.reply.byteLength
+        entry.reply = undefined
+      }
+    }
+  }
+
+  private forget (id: number, entry: Entry): void {
+    if (entry.reply != null) this.replyBytes -= entry.reply.byteLength
+    this.entries.delete(id)
   }
 
   /** Drops ended entries whose deadline has passed. */
   sweep (now: number): void {
     for (const [id, entry] of this.entries) {
-      if (entry.ended && entry.expiresAt < now) this.entries.delete(id)
+      if (entry.ended && entry.expiresAt < now) this.forget(id, entry)
     }
   }
 
@@ -67,14 +90,14 @@ export class DedupTable {
     // Ids arrive nearly in order, so the map's insertion order is nearly id order.
     for (const [id, entry] of this.entries) {
       if (id >= callerLowWater) break
-      if (entry.ended) this.entries.delete(id)
+      if (entry.ended) this.forget(id, entry)
     }
   }
 
   private evictOldestEnded (): void {
     for (const [id, entry] of this.entries) {
       if (entry.ended) {
-        this.entries.delete(id)
+        this.forget(id, entry)
         return
       }
     }

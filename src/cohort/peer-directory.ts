@@ -253,6 +253,13 @@ export class PeerDirectory {
     return bound
   }
 
+  /** Forgets peers that have had no link since before `cutoff` (ms epoch), so churn does not grow the table. */
+  prune (cutoff: number): void {
+    for (const [name, session] of this.byName) {
+      if (session.state === 'disconnected' && session.links.length === 0 && session.lastHeard < cutoff) this.byName.delete(name)
+    }
+  }
+
   /** Closes every link; sessions stay for debugInfo. */
   closeAll (reason: Error): void {
     for (const session of this.byName.values()) {

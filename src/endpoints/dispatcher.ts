@@ -86,7 +86,10 @@ export class Dispatcher {
     if (verdict.kind !== 'new') {
       this.counters.duplicates++
       if (verdict.kind === 'running') this.init.send(caller.name, encodeFrame([FrameType.ACK, id]))
-      else if (verdict.kind === 'ended' && verdict.reply != null) this.init.send(caller.name, verdict.reply)
+      else if (verdict.kind === 'ended') {
+        this.init.send(caller.name, verdict.reply ?? encodeFrame([FrameType.ERROR, id, 'OVERLOADED', 'RpcError',
+          `peer '${this.init.selfName()}' ran this call, but its reply was lost with the link and was not kept (reply memory limit)`, '']))
+      }
       return
     }
     this.counters.calls++
