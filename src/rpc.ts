@@ -304,7 +304,12 @@ export class Rpc {
       transport.onInbound(link => {
         this.directory.attach(link, 'inbound').catch(() => {})
       })
-      await transport.start(listen)
+      try {
+        await transport.start(listen)
+      } catch (err) {
+        await transport.stop().catch(() => {})
+        throw err
+      }
       this.transport = transport
       this.dialer = new Dialer({
         transport,
@@ -312,16 +317,26 @@ export class Rpc {
         backoff: { initialMs: 50, maxMs: 1000 },
         dialTimeoutMs: DEFAULTS.dialTimeoutMs
       })
+      // connect() calls made while (an earlier attempt at) starting was under way.
+      for (const address of this.connectTargets) this.dialer.add(address)
       this.sweepTimer = setInterval(() => {
         this.dispatcher.sweep()
         this.directory.prune(Date.now() - DEFAULTS.forgetPeerAfterMs)
       }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {
+        clearInterval(this.sweepTimer)
         this.dialer.stop()
         await transport.stop()
       }
     })()
-    await this.startup
+    try {
+      await this.startup
+    } catch (err) {
+      // A failed start (say, the port is taken) must not stick: let listen/connect try again.
+      this.startup = undefined
+      this.transport = undefined
+      throw err
+    }
   }
 
   private checkOpen (what: string): void {

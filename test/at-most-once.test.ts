@@ -96,3 +96,35 @@ test('at-most-once - reply memory is bounded; a resend past the bound gets an er
   t.is(sent[5][2], 'OVERLOADED')
   t.is(sent[6][0], FrameType.REPLY)
 })
+
+test('at-most-once - a reply for a caller that restarted meanwhile is not sent to the new process', async t => {
+  const registry = new EndpointRegistry()
+  let finish: (v: string) => void = () => {}
+  registry.define('slow', async () => await new Promise<string>(resolve => { finish = resolve }))
+  const sent: unknown[][] = []
+  const dispatcher = new Dispatcher(registry, { selfName: () => 'callee', maxRunning: 100, maxDedupEntries: 100, maxFrameBytes: 1 << 20, send: (_peer, frame) => { sent.push(decode(frame)) } })
+  const caller = { name: 'caller', calleeState: undefined as unknown }
+  dispatcher.onCall(caller, [FrameType.CALL, 1, 'slow', [], 10_000, 1])
+  // The directory resets the slot when a new process binds the name.
+  caller.calleeState = undefined
+  finish('for the old process')
+  await new Promise(resolve => setImmediate(resolve))
+  t.false(sent.some(f => f[0] === FrameType.REPLY))
+  t.is(dispatcher.running, 0)
+})
+
+test('dispatch - a handler returning a promise-like whose then throws fails that call only', async t => {
+  const registry = new EndpointRegistry()
+  registry.define('evil', () => ({ get then () { throw new Error('then trap') } }))
+  registry.define('ok', () => 'fine')
+  const sent: unknown[][] = []
+  const dispatcher = new Dispatcher(registry, { selfName: () => 'callee', maxRunning: 100, maxDedupEntries: 100, maxFrameBytes: 1 << 20, send: (_peer, frame) => { sent.push(decode(frame)) } })
+  const caller = { name: 'caller', calleeState: undefined }
+  t.notThrows(() => { dispatcher.onCall(caller, [FrameType.CALL, 1, 'evil', [], 10_000, 1]) })
+  dispatcher.onCall(caller, [FrameType.CALL, 2, 'ok', [], 10_000, 1])
+  t.is(sent[0][0], FrameType.ERROR)
+  t.is(sent[0][2], 'REMOTE_ERROR')
+  t.regex(String(sent[0][4]), /then trap/)
+  t.deepEqual(sent[1], [FrameType.REPLY, 2, 'fine'])
+  t.is(dispatcher.running, 0)
+})

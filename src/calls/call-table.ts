@@ -17,6 +17,7 @@
  *
  * A resend carries the same id, and the callee runs an id at most once (see DedupTable).
  */
+import { randomInt } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { encodeFrame, FrameType } from '../codec/frame.js'
 import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'
@@ -64,7 +65,8 @@ export interface CallCounters {
 }
 
 export class CallTable {
-  private nextId = 1
+  /** Random base, so ids of a restarted process do not repeat its predecessor's. */
+  private nextId = randomInt(1, 2 ** 40)
   /** Outstanding calls in id order (Map keeps insertion order), so the first key is the low water mark. */
   private readonly calls = new Map<number, PendingCall>()
   private readonly waiting = new Map<string, Set<PendingCall>>()

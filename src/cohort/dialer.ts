@@ -61,6 +61,11 @@ export class Dialer {
     if (existing != null) return existing
     const target = new DialTarget(address, this.init.backoff)
     this.targets.set(address, target)
+    if (this.stopped) {
+      target.state = 'stopped'
+      target.settleFirst()
+      return target
+    }
     this.dial(target)
     return target
   }

@@ -175,7 +175,8 @@ export class PeerDirectory {
       return { code: 'BAD_FRAME', message: `protocol version ${String(hello.v)} is not supported (this peer speaks ${PROTOCOL_VERSION})` }
     }
     if (typeof hello.name !== 'string' || hello.name === '' || typeof hello.incarnation !== 'string' ||
-        !Array.isArray(hello.addrs) || !Array.isArray(hello.transports)) {
+        !Array.isArray(hello.addrs) || !hello.addrs.every(a => typeof a === 'string') ||
+        !Array.isArray(hello.transports) || !hello.transports.every(x => typeof x === 'string')) {
       return { code: 'BAD_FRAME', message: 'HELLO lacks name, incarnation, addrs or transports' }
     }
     if (hello.peerId !== link.remotePeerId) {
@@ -218,8 +219,9 @@ export class PeerDirectory {
       restarted = session.peerId !== hello.peerId || session.incarnation !== hello.incarnation
       if (restarted) {
         // A new process under the name: links of the old one are dead to us.
-        for (const old of session.links) old.close(new RpcError('PEER_NOT_FOUND', `peer '${hello.name}' restarted`))
+        const old = session.links
         session.links = []
+        for (const link of old) link.close(new RpcError('PEER_NOT_FOUND', `peer '${hello.name}' restarted`))
         session.peerId = hello.peerId
         session.incarnation = hello.incarnation
         session.calleeState = undefined

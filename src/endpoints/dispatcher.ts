@@ -73,11 +73,10 @@ export class Dispatcher {
       return
     }
     let dedup = caller.calleeState as DedupTable | undefined
-    if (!(dedup instanceof DedupTable)) {
-      caller.calleeState = dedup = new DedupTable(this.init.maxDedupEntries)
-      this.tables.add(dedup)
-    }
-    if (typeof fn !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || typeof lowWater !== 'number') {
+    if (!(dedup instanceof DedupTable)) caller.calleeState = dedup = new DedupTable(this.init.maxDedupEntries)
+    // Re-added on every call: sweep() drops tables it found empty.
+    this.tables.add(dedup)
+    if (typeof fn !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || typeof lowWater !== 'number') {
       this.counters.badFrames++
       this.init.send(caller.name, encodeFrame([FrameType.ERROR, id, 'BAD_FRAME', 'RpcError', 'CALL frame lacks a function name, an argument array, a timeout or a low water mark', '']))
       return
@@ -144,14 +143,22 @@ export class Dispatcher {
       this.endWithError(call, err)
       return
     }
-    if (result != null && typeof (result as PromiseLike<unknown>).then === 'function') {
-      (result as PromiseLike<unknown>).then(
-        value => { this.endWithValue(call, value) },
-        err => { this.endWithError(call, err) }
-      )
-    } else {
-      this.endWithValue(call, result)
+    let then: unknown
+    try {
+      then = result != null ? (result as PromiseLike<unknown>).then : undefined
+      if (typeof then === 'function') {
+        then.call(result,
+          (value: unknown) => { this.endWithValue(call, value) },
+          (err: unknown) => { this.endWithError(call, err) }
+        )
+        return
+      }
+    } catch (err) {
+      // A hostile or broken promise-like is the handler's failure, not ours.
+      this.endWithError(call, err)
+      return
     }
+    this.endWithValue(call, result)
   }
 
   private runDeferred (call: ServedCall, fn: (reply: Reply, ...args: any[]) => void, args: unknown[]): void {
@@ -199,6 +206,9 @@ export class Dispatcher {
       this.running--
       EndpointRegistry.ended(call.endpoint)
     }
+    // A new process has taken the caller's name since this call came in: the reply is
+    // not for it (its call ids mean other calls).
+    if (call.caller.calleeState !== call.dedup) return
     this.init.send(call.caller.name, frame)
   }
 

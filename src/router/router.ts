@@ -53,7 +53,13 @@ export class Router {
   send (peer: string, frame: Uint8Array): boolean {
     if (peer === this.selfName()) {
       this.counters.loopbackFrames++
-      queueMicrotask(() => { this.receive(this.self, decodeValue(frame.subarray(HEADER_BYTES)) as unknown[]) })
+      queueMicrotask(() => {
+        try {
+          this.receive(this.self, decodeValue(frame.subarray(HEADER_BYTES)) as unknown[])
+        } catch (err) {
+          log.error('loopback frame failed: %e', err)
+        }
+      })
       return true
     }
     const link = this.directory.linkFor(peer)

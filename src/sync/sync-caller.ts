@@ -99,6 +99,14 @@ export class SyncCaller {
     worker.on('error', err => {
       process.emitWarning(`cohort sync worker failed: ${err.message}`)
     })
+    // A dead worker is replaced on the next sync() rather than waited on for ever.
+    worker.on('exit', () => {
+      if (this.worker === worker) {
+        this.worker = undefined
+        this.port?.close()
+        this.port = undefined
+      }
+    })
     this.worker = worker
     this.port = channel.port1
     return channel.port1

@@ -28,7 +28,23 @@ function post (outcome: SyncOutcome): void {
 }
 
 port.on('message', (request: SyncCallRequest) => {
-  for (const address of request.addresses) rpc.connect(address)
+  try {
+    call(request)
+  } catch (err) {
+    // Whatever goes wrong, the blocked thread gets an outcome.
+    const rpcError = err instanceof RpcError ? err : new RpcError('BAD_ARGUMENT', (err as Error)?.message ?? String(err))
+    post({ seq: request.seq, ok: false, code: rpcError.code, message: rpcError.message })
+  }
+})
+
+function call (request: SyncCallRequest): void {
+  for (const address of request.addresses) {
+    try {
+      rpc.connect(address)
+    } catch {
+      // An address a peer advertised that does not parse: skip it, the others may do.
+    }
+  }
   rpc.setTimeout(request.timeoutMs / 1000)
   rpc.asyncCallback(request.peer, request.fn, (value, error) => {
     if (error == null) {
@@ -38,4 +54,4 @@ port.on('message', (request: SyncCallRequest) => {
       post({ seq: request.seq, ok: false, code: err.code, message: err.message, remoteName: err.remoteName, remoteStack: err.remoteStack })
     }
   }, ...request.args)
-})
+}

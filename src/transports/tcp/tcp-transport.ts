@@ -121,6 +121,7 @@ class TcpLink implements Link {
   private readonly reader: FrameReader
   private queue: Uint8Array[] = []
   private queuedBytes = 0
+  private readonly maxQueuedBytes: number
   private flushScheduled = false
   private waitingForDrain = false
   private closed = false
@@ -135,6 +136,7 @@ class TcpLink implements Link {
     this.remotePeerId = connection.remotePeer.toString()
     this.remoteAddress = fromMultiaddr(connection.remoteAddr)
     this.reader = new FrameReader(maxFrameBytes)
+    this.maxQueuedBytes = 2 * maxFrameBytes
     // Frames up to the limit may be in flight while we are busy; let libp2p hold them.
     stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, maxFrameBytes + 1024 * 1024)
     stream.addEventListener('message', evt => { this.receive(evt.data) })
@@ -153,7 +155,8 @@ class TcpLink implements Link {
     this.frameHandler = handler
     const early = this.early
     this.early = undefined
-    if (early != null) for (const frame of early) handler(frame)
+    // Read the handler per frame: a HELLO among them may hand the link to a new owner.
+    if (early != null) for (const frame of early) this.frameHandler?.(frame)
   }
 
   get open (): boolean {
@@ -166,6 +169,13 @@ class TcpLink implements Link {
 
   send (frame: Uint8Array): void {
     if (this.closed) throw new RpcError('CLOSED', `link to ${this.remotePeerId} is closed`)
+    if (this.queuedBytes + frame.byteLength > this.maxQueuedBytes) {
+      // The peer does not read: drop the link rather than grow without end. Calls it
+      // carried take the lost-link path (resend to the same process, or fail).
+      const err = new RpcError('OVERLOADED', `link to ${this.remotePeerId}: over ${this.maxQueuedBytes} bytes queued while the peer does not read`)
+      this.close(err)
+      throw err
+    }
     this.queue.push(frame)
     this.queuedBytes += frame.byteLength
     this.stats.framesOut++
@@ -217,12 +227,13 @@ class TcpLink implements Link {
   }
 
   private receive (data: Uint8Array | Uint8ArrayList): void {
+    if (this.closed) return
     this.stats.bytesIn += data.byteLength
     try {
       for (const frame of this.reader.push(data)) {
         this.stats.framesIn++
         if (this.early != null) this.early.push(frame)
-        else this.frameHandler?.(frame)
+        else this.deliver(frame)
         if (this.closed) return
       }
     } catch (err) {
@@ -231,6 +242,15 @@ class TcpLink implements Link {
       this.stream.abort(err as Error)
       this.connection.close().catch(() => {})
       this.finish(err as Error)
+    }
+  }
+
+  /** A failure above us is logged, not taken out on the link: the bytes were fine. */
+  private deliver (frame: unknown[]): void {
+    try {
+      this.frameHandler?.(frame)
+    } catch (err) {
+      log.error('frame handler failed on a frame from %s: %e', this.remotePeerId, err)
     }
   }
 
