@@ -66,7 +66,7 @@ export interface CallCounters {
 
 export class CallTable {
   /** Random base, so ids of a restarted process do not repeat its predecessor's. */
-  private nextId = randomInt(1, 2 ** 40)
+  private nextId = randomInt(1, 2 ** 31)
   /** Outstanding calls in id order (Map keeps insertion order), so the first key is the low water mark. */
   private readonly calls = new Map<number, PendingCall>()
   private readonly waiting = new Map<string, Set<PendingCall>>()
