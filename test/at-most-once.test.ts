@@ -128,3 +128,17 @@ test('dispatch - a handler returning a promise-like whose then throws fails that
   t.deepEqual(sent[1], [FrameType.REPLY, 2, 'fine'])
   t.is(dispatcher.running, 0)
 })
+
+test('router - a link that throws on send (closed, or over its queue bound) counts as no link', async t => {
+  const { Router } = await import('../src/router/router.js')
+  const { RpcError } = await import('../src/errors/rpc-error.js')
+  const throwing = { transport: 'tcp', send: () => { throw new RpcError('OVERLOADED', 'queue bound') } }
+  const directory = { linkFor: () => throwing } as any
+  const router = new Router(directory, () => 'me', ['tcp'])
+  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 50, reconnectGraceMs: 50, send: (peer, frame) => router.send(peer, frame) })
+  // The call does not throw out of start(); it waits for a link and then ends once.
+  const fut = table.start('p', 'f', [], 10_000)
+  const err = await fut.then(() => undefined, e => e)
+  t.is(err.code, 'PEER_NOT_FOUND')
+  t.is(router.counters.unroutable, 1)
+})

@@ -5,7 +5,8 @@
  * Incoming: CALL frames to the dispatcher, REPLY/ERROR/ACK to the call table.
  *
  * ```ts
- * const router = new Router({ directory, calls, dispatcher, selfName })
+ * const router = new Router(directory, () => rpc.getName(), ['tcp'])
+ * router.calls = callTable; router.dispatcher = dispatcher
  * router.send('host', frame)  // false when 'host' has no link now
  * ```
  */
@@ -67,7 +68,14 @@ export class Router {
       this.counters.unroutable++
       return false
     }
-    link.send(frame)
+    try {
+      link.send(frame)
+    } catch {
+      // The link closed under us (or dropped itself past its queue bound): callers treat
+      // this as "no link now" and wait for the next one, as for any lost link.
+      this.counters.unroutable++
+      return false
+    }
     return true
   }
 
