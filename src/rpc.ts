@@ -77,6 +77,7 @@ export class Rpc {
   private name: string
   private timeoutMs: number
   private readonly options: RpcOptions
+  private readonly maxFrameBytes: number
   private readonly incarnation = PeerDirectory.newIncarnation()
   private readonly registry = new EndpointRegistry()
   private readonly directory: PeerDirectory
@@ -102,8 +103,8 @@ export class Rpc {
     if (options.identity != null && !(options.identity instanceof Uint8Array)) {
       throw new RpcError('BAD_ARGUMENT', 'identity must be the Uint8Array that generateIdentity() returned')
     }
-    const maxFrameBytes = options.maxFrameBytes ?? DEFAULTS.maxFrameBytes
-    positiveInteger('maxFrameBytes', maxFrameBytes)
+    const maxFrameBytes = this.maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULTS.maxFrameBytes)
+    const lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
 
     this.directory = new PeerDirectory({
       helloTimeoutMs: DEFAULTS.helloTimeoutMs,
@@ -124,7 +125,7 @@ export class Rpc {
     this.calls = new CallTable({
       maxInflight: positiveInteger('maxInflight', options.maxInflight ?? DEFAULTS.maxInflight),
       maxFrameBytes,
-      lookupTimeoutMs: secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout),
+      lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
       send
     })
@@ -141,7 +142,7 @@ export class Rpc {
       name: this.name,
       cohortKey: options.cohortKey,
       maxFrameBytes,
-      lookupTimeoutMs: secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
+      lookupTimeoutMs
     })
   }
 
@@ -299,7 +300,7 @@ export class Rpc {
       const transport = new TcpTransport({
         privateKey,
         prologue: cohortPrologue(this.options.cohortKey),
-        maxFrameBytes: this.options.maxFrameBytes ?? DEFAULTS.maxFrameBytes
+        maxFrameBytes: this.maxFrameBytes
       })
       transport.onInbound(link => {
         this.directory.attach(link, 'inbound').catch(() => {})

@@ -3,7 +3,29 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Rpc, RpcError, generateIdentity } from '../src/index.js'
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from '../src/codec/frame.js'
 import { TcpTransport } from '../src/transports/tcp/tcp-transport.js'
+import type { Link } from '../src/transports/transport.js'
 import { PeerProcess, eventually } from './helpers/peer-process.js'
+
+/**
+ * A fixture host, and a raw link to it from a bare transport of this process that speaks
+ * frames directly (no PeerDirectory), so a test can send what a real peer never would.
+ */
+async function hostAndRawLink (t: any, name: string): Promise<{ host: PeerProcess, transport: TcpTransport, link: Link, frames: unknown[][], closed: Promise<unknown> }> {
+  const host = await PeerProcess.start({ rpc: { name }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const transport = new TcpTransport({ privateKey: await generateKeyPair('Ed25519'), maxFrameBytes: 1 << 20 })
+  await transport.start([])
+  t.teardown(async () => { await transport.stop() })
+  const link = await transport.dial(host.addresses[0], AbortSignal.timeout(10_000))
+  const frames: unknown[][] = []
+  link.onFrame = frame => { frames.push(frame) }
+  const closed = new Promise(resolve => { link.onClose = resolve })
+  return { host, transport, link, frames, closed }
+}
+
+function hello (name: string, peerId: string): Uint8Array {
+  return encodeFrame([FrameType.HELLO, { v: PROTOCOL_VERSION, name, peerId, incarnation: 'x', addrs: [], transports: ['tcp'] }])
+}
 
 test('security - a peer without the cohort key cannot connect; one with it can', async t => {
   const host = await PeerProcess.start({ rpc: { name: 'vault', cohortKey: 'sesame' }, listen: '127.0.0.1:0' })
@@ -53,19 +75,11 @@ test('security - a persisted identity keeps its peer id across restarts', async 
 })
 
 test('security - a HELLO that claims another peer id is refused (names are bound to the Noise key)', async t => {
-  const host = await PeerProcess.start({ rpc: { name: 'guarded' }, listen: '127.0.0.1:0' })
-  t.teardown(async () => await host.kill())
-  const transport = new TcpTransport({ privateKey: await generateKeyPair('Ed25519'), maxFrameBytes: 1 << 20 })
-  await transport.start([])
-  t.teardown(async () => { await transport.stop() })
-  const link = await transport.dial(host.addresses[0], AbortSignal.timeout(10_000))
-  const got: unknown[][] = []
-  link.onFrame = frame => { got.push(frame) }
-  const closed = new Promise(resolve => { link.onClose = resolve })
+  const { host, link, frames, closed } = await hostAndRawLink(t, 'guarded')
   const forged = (await generateKeyPair('Ed25519')).publicKey.toString()
-  link.send(encodeFrame([FrameType.HELLO, { v: PROTOCOL_VERSION, name: 'mallory', peerId: forged, incarnation: 'x', addrs: [], transports: ['tcp'] }]))
+  link.send(hello('mallory', forged))
   await closed
-  const goodbye = got.find(f => f[0] === FrameType.GOODBYE)
+  const goodbye = frames.find(f => f[0] === FrameType.GOODBYE)
   t.truthy(goodbye)
   t.is(goodbye?.[1], 'UNAUTHORIZED')
   const info = await host.request('debug')
@@ -73,15 +87,8 @@ test('security - a HELLO that claims another peer id is refused (names are bound
 })
 
 test('security - garbage after the handshake closes that link; the callee stays up and serves others', async t => {
-  const host = await PeerProcess.start({ rpc: { name: 'robust' }, listen: '127.0.0.1:0' })
-  t.teardown(async () => await host.kill())
-  const transport = new TcpTransport({ privateKey: await generateKeyPair('Ed25519'), maxFrameBytes: 1 << 20 })
-  await transport.start([])
-  t.teardown(async () => { await transport.stop() })
-  const link = await transport.dial(host.addresses[0], AbortSignal.timeout(10_000))
-  link.onFrame = () => {}
-  const closed = new Promise(resolve => { link.onClose = resolve })
-  link.send(encodeFrame([FrameType.HELLO, { v: PROTOCOL_VERSION, name: 'fuzzer', peerId: transport.localPeerId, incarnation: 'x', addrs: [], transports: ['tcp'] }]))
+  const { host, transport, link, closed } = await hostAndRawLink(t, 'robust')
+  link.send(hello('fuzzer', transport.localPeerId))
   link.send(encodeFrame([FrameType.CALL, 'not an id', 42]))
   link.send(Buffer.from([0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1]))
   await closed

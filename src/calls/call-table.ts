@@ -44,7 +44,6 @@ class PendingCall {
   state: CallState = 'waiting'
   timer?: NodeJS.Timeout
   lookupTimer?: NodeJS.Timeout
-  sends = 0
 
   constructor (
     readonly id: number,
@@ -109,12 +108,7 @@ export class CallTable {
     const call = new PendingCall(id, peer, fn, frame, timeoutMs, future)
     this.calls.set(id, call)
     call.timer = setTimeout(expire, timeoutMs, this, call)
-    if (this.init.send(peer, frame)) {
-      call.state = 'sent'
-      call.sends++
-    } else {
-      this.wait(call)
-    }
+    if (!this.transmit(call)) this.wait(call)
     return future
   }
 
@@ -155,12 +149,7 @@ export class CallTable {
     for (const call of waiting) {
       clearTimeout(call.lookupTimer)
       call.lookupTimer = undefined
-      if (this.init.send(peer, call.frame)) {
-        call.state = 'sent'
-        call.sends++
-      } else {
-        this.wait(call)
-      }
+      if (!this.transmit(call)) this.wait(call)
     }
   }
 
@@ -218,15 +207,17 @@ export class CallTable {
     }, Math.min(this.init.lookupTimeoutMs, call.timeoutMs))
   }
 
+  /** Puts the call's frame on its peer's link; false (state untouched) when there is none. */
+  private transmit (call: PendingCall): boolean {
+    if (!this.init.send(call.peer, call.frame)) return false
+    call.state = 'sent'
+    return true
+  }
+
   private resend (call: PendingCall): void {
-    if (this.init.send(call.peer, call.frame)) {
-      this.counters.resent++
-      call.sends++
-      call.state = 'sent'
-      log('resent call %d (%s on %s)', call.id, call.fn, call.peer)
-    } else {
-      call.state = 'orphaned'
-    }
+    if (!this.transmit(call)) return // still orphaned: the grace timer decides
+    this.counters.resent++
+    log('resent call %d (%s on %s)', call.id, call.fn, call.peer)
   }
 
   private take (peer: string, id: unknown): PendingCall | undefined {
@@ -242,14 +233,18 @@ export class CallTable {
 
   private fail (call: PendingCall, error: RpcError, forget = true): void {
     if (forget) this.forget(call)
-    this.counters.failed[error.code] = (this.counters.failed[error.code] ?? 0) + 1
+    this.countFailure(error.code)
     call.future.reject(error)
   }
 
   private failNew<T> (future: Future<T>, error: RpcError): Future<T> {
-    this.counters.failed[error.code] = (this.counters.failed[error.code] ?? 0) + 1
+    this.countFailure(error.code)
     future.reject(error)
     return future
+  }
+
+  private countFailure (code: RpcErrorCode): void {
+    this.counters.failed[code] = (this.counters.failed[code] ?? 0) + 1
   }
 
   private forget (call: PendingCall): void {
@@ -264,7 +259,7 @@ export class CallTable {
     for (const call of this.calls.values()) {
       if (call.future === future) {
         this.forget(call)
-        this.counters.failed.CANCELLED = (this.counters.failed.CANCELLED ?? 0) + 1
+        this.countFailure('CANCELLED')
         return
       }
     }

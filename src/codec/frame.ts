@@ -71,11 +71,6 @@ export function encodeFrame (body: unknown[]): Uint8Array {
   return frame
 }
 
-/** Encodes a value alone (no header), for paths that carry values without frames. */
-export function encodeValue (value: unknown): Uint8Array {
-  return packr.pack(value)
-}
-
 export function decodeValue (bytes: Uint8Array): unknown {
   return packr.unpack(bytes)
 }

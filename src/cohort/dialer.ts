@@ -32,16 +32,12 @@ export class DialTarget {
   connects = 0
   peer?: string
   lastError?: string
-  /** Resolves once the first attempt has ended, either way. */
-  readonly firstAttempt: Promise<void>
-  settleFirst!: () => void
   readonly backoff: Backoff
   timer?: NodeJS.Timeout
   abort?: AbortController
 
   constructor (readonly address: string, backoff: BackoffInit) {
     this.backoff = new Backoff(backoff)
-    this.firstAttempt = new Promise(resolve => { this.settleFirst = resolve })
   }
 }
 
@@ -63,7 +59,6 @@ export class Dialer {
     this.targets.set(address, target)
     if (this.stopped) {
       target.state = 'stopped'
-      target.settleFirst()
       return target
     }
     this.dial(target)
@@ -76,7 +71,6 @@ export class Dialer {
       target.state = 'stopped'
       clearTimeout(target.timer)
       target.abort?.abort()
-      target.settleFirst()
     }
   }
 
@@ -109,7 +103,6 @@ export class Dialer {
     target.peer = session.name
     target.lastError = undefined
     target.backoff.reset()
-    target.settleFirst()
   }
 
   private lost (target: DialTarget): void {
@@ -121,7 +114,6 @@ export class Dialer {
   private failed (target: DialTarget, err: Error): void {
     if (this.stopped) return
     target.lastError = err.message
-    target.settleFirst()
     if (err instanceof SelfLinkError) {
       // connect() to our own address: nothing to keep.
       target.state = 'self'

@@ -39,10 +39,6 @@ export class EndpointRegistry {
     return this.endpoints.get(name)
   }
 
-  names (): string[] {
-    return [...this.endpoints.keys()]
-  }
-
   list (): Endpoint[] {
     return [...this.endpoints.values()]
   }
