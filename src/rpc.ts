@@ -21,6 +21,7 @@ import { cohortPrologue, loadIdentity } from './cohort/identity.js'
 import { PeerDirectory } from './cohort/peer-directory.js'
 import { rdmaUnavailableReason, withPrint, type DebugInfo } from './debug/debug-info.js'
 import { Dispatcher } from './endpoints/dispatcher.js'
+import { getDevice } from './tensor/device.js'
 import type { Queue, Reply } from './endpoints/queue.js'
 import { EndpointRegistry, type EndpointOptions, type QueueOptions } from './endpoints/registry.js'
 import { RpcError } from './errors/rpc-error.js'
@@ -53,6 +54,8 @@ export interface RpcOptions {
   lookupTimeout?: number
   /** Seconds a call in flight waits for its peer's lost link to come back before PEER_NOT_FOUND (default 2). */
   reconnectGrace?: number
+  /** Device the tensors in results are put on before a call resolves (default 'cpu'). */
+  device?: string
 }
 
 /** What a call handler gets called with, and what the caller's callback receives. */
@@ -127,6 +130,7 @@ export class Rpc {
       maxFrameBytes,
       lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
+      resultDevice: getDevice(options.device ?? 'cpu').name,
       send
     })
     this.dispatcher = new Dispatcher(this.registry, {
@@ -193,7 +197,7 @@ export class Rpc {
   /** Removes a function; resolves once its calls in flight have ended. Calls still queued fail with FUNCTION_NOT_FOUND. */
   async undefine (name: string): Promise<void> {
     await this.registry.undefine(name, endpoint => {
-      this.dispatcher.closeQueue(endpoint, new RpcError('FUNCTION_NOT_FOUND', `function '${name}' on peer '${this.name}' was undefined while the call waited in its queue`, { peer: this.name, fn: name }))
+      this.dispatcher.closeEndpoint(endpoint, new RpcError('FUNCTION_NOT_FOUND', `function '${name}' on peer '${this.name}' was undefined while the call waited in its queue`, { peer: this.name, fn: name }), true)
     })
   }
 
@@ -265,7 +269,12 @@ export class Rpc {
         address: t.address, state: t.state, peer: t.peer, attempts: t.attempts, connects: t.connects, lastError: t.lastError
       })),
       endpoints: this.registry.list().map(e => ({
-        name: e.name, kind: e.kind, running: e.running, queued: e.kind === 'queue' ? e.queue.length : undefined
+        name: e.name,
+        kind: e.kind,
+        running: e.running,
+        queued: e.kind === 'queue' ? e.queue.length : undefined,
+        batch: e.batch != null ? `${e.batch.batchSize} on ${e.batch.device}, ${e.batch.maxWaitMs} ms` : e.kind === 'queue' ? e.queue.batchInfo() : undefined,
+        gathering: e.batcher?.waiting
       })),
       counters: {
         inflight: this.calls.inflight,
@@ -286,7 +295,7 @@ export class Rpc {
   private async shutdown (): Promise<void> {
     const closed = new RpcError('CLOSED', 'the Rpc was closed')
     this.calls.close(closed)
-    for (const endpoint of this.registry.list()) this.dispatcher.closeQueue(endpoint, new RpcError('CLOSED', `peer '${this.name}' closed while the call waited in queue '${endpoint.name}'`))
+    for (const endpoint of this.registry.list()) this.dispatcher.closeEndpoint(endpoint, new RpcError('CLOSED', `peer '${this.name}' closed while the call waited in '${endpoint.name}'`), false)
     clearInterval(this.sweepTimer)
     this.dialer?.stop()
     await this.startup?.catch(() => {})

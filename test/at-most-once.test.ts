@@ -58,7 +58,7 @@ test('at-most-once - ids below the caller\'s low water mark are forgotten and ne
 test('at-most-once - calls on a lost link are resent to the same process and failed for a restarted one', async t => {
   const frames: Array<[string, unknown[]]> = []
   let linkUp = true
-  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, send: (peer, frame) => { if (linkUp) frames.push([peer, decode(frame)]); return linkUp } })
+  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, resultDevice: 'cpu', send: (peer, frame) => { if (linkUp) frames.push([peer, decode(frame)]); return linkUp } })
   const a = table.start('p', 'f', [1], 10_000)
   const b = table.start('p', 'g', [2], 10_000)
   t.is(frames.length, 2)
@@ -135,7 +135,7 @@ test('router - a link that throws on send (closed, or over its queue bound) coun
   const throwing = { transport: 'tcp', send: () => { throw new RpcError('OVERLOADED', 'queue bound') } }
   const directory = { linkFor: () => throwing } as any
   const router = new Router(directory, () => 'me', ['tcp'])
-  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 50, reconnectGraceMs: 50, send: (peer, frame) => router.send(peer, frame) })
+  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 50, reconnectGraceMs: 50, resultDevice: 'cpu', send: (peer, frame) => router.send(peer, frame) })
   // The call does not throw out of start(); it waits for a link and then ends once.
   const fut = table.start('p', 'f', [], 10_000)
   const err = await fut.then(() => undefined, e => e)

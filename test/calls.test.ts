@@ -80,12 +80,6 @@ test('endpoints - in-process define, defineDeferred, defineQueue and undefine', 
   t.is((await t.throwsAsync(waiting) as RpcError).code, 'FUNCTION_NOT_FOUND')
 })
 
-test('endpoints - batching options are refused until batching exists', t => {
-  const rpc = new Rpc()
-  t.throws(() => { rpc.define('f', () => 0, { batchSize: 8 }) }, { code: 'BAD_ARGUMENT', message: /not implemented yet/ })
-  t.throws(() => { rpc.defineQueue('q', { dynamicBatching: true }) }, { code: 'BAD_ARGUMENT' })
-})
-
 test('future - result, wait, done, exception and cancel', async t => {
   const { client } = await hostAndClient(t, 'fut')
   const fut = client.async_('fut', 'sleep', 300)

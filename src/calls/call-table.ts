@@ -21,6 +21,7 @@ import { randomInt } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { encodeFrame, FrameType } from '../codec/frame.js'
 import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'
+import { tensorsTo } from '../tensor/tensor.js'
 import { Future } from './future.js'
 
 const log = logger('cohort:calls')
@@ -34,6 +35,8 @@ export interface CallTableInit {
   lookupTimeoutMs: number
   /** How long a sent call waits for its peer's lost link to come back before PEER_NOT_FOUND. */
   reconnectGraceMs: number
+  /** Device the tensors of a result are moved to before the caller gets it ('cpu': as they arrive). */
+  resultDevice: string
   /** Puts a frame on the peer's link; false when there is no link now. */
   send: (peer: string, frame: Uint8Array) => boolean
 }
@@ -115,6 +118,14 @@ export class CallTable {
   onReply (peer: string, id: unknown, value: unknown): void {
     const call = this.take(peer, id)
     if (call == null) return
+    if (this.init.resultDevice !== 'cpu') {
+      try {
+        value = tensorsTo(value, this.init.resultDevice)
+      } catch (err) {
+        this.fail(call, new RpcError('BAD_ARGUMENT', `${describeCall(peer, call.fn)}: the result's tensors could not be moved to device '${this.init.resultDevice}': ${(err as Error).message}`), false)
+        return
+      }
+    }
     this.counters.succeeded++
     call.future.resolve(value)
   }

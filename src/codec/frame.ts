@@ -18,6 +18,8 @@
 import { Packr, RESERVE_START_SPACE } from 'msgpackr'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { RpcError } from '../errors/rpc-error.js'
+import { adoptTensors } from '../tensor/tensor.js'
+import { registerTensorExtension } from './tensor-extension.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -61,12 +63,13 @@ const packr = new Packr({
   int64AsType: 'bigint',
   useBigIntExtension: true
 })
+registerTensorExtension()
 
 /** Encodes one frame body as header + body bytes, ready for a link. */
 export function encodeFrame (body: unknown[]): Uint8Array {
   // msgpackr leaves HEADER_BYTES free in front of the body, so the header is written in
-  // place and a large body is not copied again.
-  const frame = packr.pack(body, RESERVE_START_SPACE | HEADER_BYTES)
+  // place and a large body is not copied again. Other libraries' tensors go as ours.
+  const frame = packr.pack(adoptTensors(body), RESERVE_START_SPACE | HEADER_BYTES)
   new DataView(frame.buffer, frame.byteOffset, HEADER_BYTES).setUint32(0, frame.byteLength - HEADER_BYTES)
   return frame
 }

@@ -53,7 +53,8 @@ export interface DebugInfo {
   transports: TransportInfo[]
   peers: PeerInfo[]
   connections: ConnectionInfo[]
-  endpoints: Array<{ name: string, kind: string, running: number, queued?: number }>
+  /** `batch`: batchSize/device of a batched endpoint; `gathering`: calls waiting for their batch to run. */
+  endpoints: Array<{ name: string, kind: string, running: number, queued?: number, batch?: string, gathering?: number }>
   counters: Record<string, unknown>
   /** Prints the tables to stdout (or returns them with `print(false)`). */
   print: (toStdout?: boolean) => string
@@ -92,8 +93,8 @@ function render (info: Omit<DebugInfo, 'print'>): string {
       p.links.map(l => `${l.transport} ${l.direction} ${l.framesIn}/${l.framesOut} ${l.writes}`).join('; ') || '-'])))
   lines.push('', table(['connect()', 'state', 'peer', 'attempts', 'connects', 'last error'],
     info.connections.map(c => [c.address, c.state, c.peer ?? '-', String(c.attempts), String(c.connects), c.lastError ?? ''])))
-  lines.push('', table(['function', 'kind', 'running', 'queued'],
-    info.endpoints.map(e => [e.name, e.kind, String(e.running), e.queued == null ? '' : String(e.queued)])))
+  lines.push('', table(['function', 'kind', 'running', 'queued', 'batch', 'gathering'],
+    info.endpoints.map(e => [e.name, e.kind, String(e.running), e.queued == null ? '' : String(e.queued), e.batch ?? '', e.gathering == null ? '' : String(e.gathering)])))
   lines.push('', 'counters: ' + JSON.stringify(info.counters))
   return lines.join('\n')
 }

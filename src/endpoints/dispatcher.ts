@@ -12,7 +12,8 @@ import { encodeFrame, FrameType } from '../codec/frame.js'
 import { DedupTable } from '../calls/dedup-table.js'
 import { RpcError, errorToWire } from '../errors/rpc-error.js'
 import { EndpointRegistry, type Endpoint } from './registry.js'
-import type { Reply } from './queue.js'
+import { Batcher } from './batcher.js'
+import { replyFor, type Completion, type QueueEntry, type Reply } from './queue.js'
 
 const log = logger('cohort:dispatch')
 
@@ -44,10 +45,11 @@ export interface DispatchCounters {
   badFrames: number
 }
 
-/** One call being served. */
-class ServedCall {
+/** One call being served; it ends through `value` or `error`, once. */
+class ServedCall implements Completion {
   ended = false
   constructor (
+    private readonly dispatcher: Dispatcher,
     readonly caller: CallerSlot,
     readonly dedup: DedupTable,
     readonly id: number
@@ -55,6 +57,14 @@ class ServedCall {
 
   /** Set once the call counts as running on this endpoint. */
   endpoint?: Endpoint
+
+  value (value: unknown): void {
+    this.dispatcher.endWithValue(this, value)
+  }
+
+  error (err: unknown): void {
+    this.dispatcher.endWithError(this, err)
+  }
 }
 
 export class Dispatcher {
@@ -93,7 +103,7 @@ export class Dispatcher {
     }
     this.counters.calls++
     const endpoint = this.registry.get(fn)
-    const call = new ServedCall(caller, dedup, id)
+    const call = new ServedCall(this, caller, dedup, id)
     if (endpoint == null) {
       this.counters.notFound++
       this.endWithError(call, new RpcError('FUNCTION_NOT_FOUND', `peer '${this.init.selfName()}' has no function '${fn}'`, { peer: this.init.selfName(), fn }))
@@ -107,24 +117,25 @@ export class Dispatcher {
     this.running++
     endpoint.running++
     call.endpoint = endpoint
-    switch (endpoint.kind) {
-      case 'plain': this.runPlain(call, endpoint.fn, args); break
-      case 'deferred': this.runDeferred(call, endpoint.fn, args); break
-      case 'queue': {
-        const reply = this.replyFor(call)
-        if (!endpoint.queue.push([reply, ...args])) {
-          reply.error(new RpcError('OVERLOADED', `queue '${fn}' on peer '${this.init.selfName()}' is full (${endpoint.queue.length} waiting)`))
-        }
-        break
-      }
+    if (endpoint.batch != null) {
+      endpoint.batcher ??= new Batcher(endpoint.batch, batch => { this.run(endpoint, batch) })
+      endpoint.batcher.add({ completion: call, args })
+    } else {
+      this.run(endpoint, { completion: call, args })
     }
     if (!call.ended) this.ackLater(call)
   }
 
-  /** Fails the calls still waiting in a queue that is going away. */
-  closeQueue (endpoint: Endpoint, error: RpcError): void {
-    if (endpoint.kind !== 'queue') return
-    for (const [reply] of endpoint.queue.close(error)) reply.error(error)
+  /**
+   * An endpoint is going away: calls waiting in its queue fail with `error`; calls
+   * gathering for a batch run now when `runPending`, else fail with `error` too.
+   */
+  closeEndpoint (endpoint: Endpoint, error: RpcError, runPending: boolean): void {
+    if (endpoint.batcher != null) {
+      if (runPending && endpoint.kind !== 'queue') endpoint.batcher.flush()
+      else for (const entry of endpoint.batcher.drain()) entry.completion.error(error)
+    }
+    if (endpoint.kind === 'queue') for (const completion of endpoint.queue.close(error)) completion.error(error)
   }
 
   /** Drops at-most-once memory past its deadline; call now and then. */
@@ -135,12 +146,25 @@ export class Dispatcher {
     }
   }
 
-  private runPlain (call: ServedCall, fn: (...args: any[]) => unknown, args: unknown[]): void {
+  /** Runs one call, or one stacked batch of calls, on its endpoint. */
+  private run (endpoint: Endpoint, entry: QueueEntry): void {
+    switch (endpoint.kind) {
+      case 'plain': this.runPlain(entry.completion, endpoint.fn, entry.args); break
+      case 'deferred': this.runDeferred(entry.completion, endpoint.fn, entry.args); break
+      case 'queue':
+        if (!endpoint.queue.push(entry)) {
+          entry.completion.error(new RpcError('OVERLOADED', `queue '${endpoint.name}' on peer '${this.init.selfName()}' is full (${endpoint.queue.length} waiting)`))
+        }
+        break
+    }
+  }
+
+  private runPlain (completion: Completion, fn: (...args: any[]) => unknown, args: unknown[]): void {
     let result: unknown
     try {
       result = fn(...args)
     } catch (err) {
-      this.endWithError(call, err)
+      completion.error(err)
       return
     }
     let then: unknown
@@ -148,21 +172,21 @@ export class Dispatcher {
       then = result != null ? (result as PromiseLike<unknown>).then : undefined
       if (typeof then === 'function') {
         then.call(result,
-          (value: unknown) => { this.endWithValue(call, value) },
-          (err: unknown) => { this.endWithError(call, err) }
+          (value: unknown) => { completion.value(value) },
+          (err: unknown) => { completion.error(err) }
         )
         return
       }
     } catch (err) {
       // A hostile or broken promise-like is the handler's failure, not ours.
-      this.endWithError(call, err)
+      completion.error(err)
       return
     }
-    this.endWithValue(call, result)
+    completion.value(result)
   }
 
-  private runDeferred (call: ServedCall, fn: (reply: Reply, ...args: any[]) => void, args: unknown[]): void {
-    const reply = this.replyFor(call)
+  private runDeferred (completion: Completion, fn: (reply: Reply, ...args: any[]) => void, args: unknown[]): void {
+    const reply = replyFor(completion)
     try {
       fn(reply, ...args)
     } catch (err) {
@@ -170,13 +194,8 @@ export class Dispatcher {
     }
   }
 
-  private replyFor (call: ServedCall): Reply {
-    const reply = ((value: unknown) => { this.endWithValue(call, value) }) as Reply
-    reply.error = (err: unknown) => { this.endWithError(call, err) }
-    return reply
-  }
-
-  private endWithValue (call: ServedCall, value: unknown): void {
+  /** @internal Through ServedCall.value. */
+  endWithValue (call: ServedCall, value: unknown): void {
     if (call.ended) return
     let frame: Uint8Array
     try {
@@ -192,7 +211,8 @@ export class Dispatcher {
     this.end(call, frame)
   }
 
-  private endWithError (call: ServedCall, err: unknown): void {
+  /** @internal Through ServedCall.error. */
+  endWithError (call: ServedCall, err: unknown): void {
     if (call.ended) return
     const wire = errorToWire(err)
     if (wire.code === 'REMOTE_ERROR') this.counters.handlerErrors++

@@ -4,32 +4,44 @@
  * can wait for them.
  */
 import { RpcError } from '../errors/rpc-error.js'
+import { getDevice } from '../tensor/device.js'
+import type { Batcher, BatchSpec } from './batcher.js'
 import { Queue, type Reply } from './queue.js'
 
 export interface EndpointOptions {
-  /** Batching (issue 5): not implemented yet; setting it throws BAD_ARGUMENT. */
+  /** Gather up to this many calls and run the function once for all of them (see README "Batching"). */
   batchSize?: number
-  /** Device for batched tensors (issue 5): not implemented yet. */
+  /** Device the batch's tensors are stacked on; 'cpu' unless another was registered. */
   device?: string
-  /** Longest wait for a batch to fill (issue 5): not implemented yet. */
+  /** Longest wait of a partial batch's oldest call before the batch runs anyway (default 10 ms). */
   maxWaitMs?: number
 }
 
 export interface QueueOptions extends EndpointOptions {
-  /** Hand the consumer whatever has queued, 1..batchSize (issue 5): not implemented yet. */
+  /** Each take hands the consumer whatever has queued, 1..batchSize calls, as one batch. */
   dynamicBatching?: boolean
-  /** Calls that may wait in the queue; more fail with OVERLOADED. */
+  /** Calls (or batches) that may wait in the queue; more fail with OVERLOADED. */
   maxQueued?: number
 }
 
 export type PlainHandler = (...args: any[]) => unknown
 export type DeferredHandler = (reply: Reply, ...args: any[]) => void
 
-export type Endpoint =
-  | { kind: 'plain', name: string, fn: PlainHandler, running: number, drained?: () => void }
-  | { kind: 'deferred', name: string, fn: DeferredHandler, running: number, drained?: () => void }
-  | { kind: 'queue', name: string, queue: Queue, running: number, drained?: () => void }
+interface EndpointState {
+  name: string
+  running: number
+  drained?: () => void
+  /** Set for a batched endpoint; the dispatcher gathers its calls in `batcher`. */
+  batch?: BatchSpec
+  batcher?: Batcher
+}
 
+export type Endpoint =
+  | EndpointState & { kind: 'plain', fn: PlainHandler }
+  | EndpointState & { kind: 'deferred', fn: DeferredHandler }
+  | EndpointState & { kind: 'queue', queue: Queue }
+
+export const DEFAULT_MAX_WAIT_MS = 10
 const DEFAULT_MAX_QUEUED = 65_536
 
 export class EndpointRegistry {
@@ -44,24 +56,27 @@ export class EndpointRegistry {
   }
 
   define (name: string, fn: PlainHandler, opts?: EndpointOptions): void {
-    this.check(name, opts)
+    const batch = this.check(name, opts)
     if (typeof fn !== 'function') throw new RpcError('BAD_ARGUMENT', `define('${name}'): handler must be a function`)
-    this.endpoints.set(name, { kind: 'plain', name, fn, running: 0 })
+    this.endpoints.set(name, { kind: 'plain', name, fn, running: 0, batch })
   }
 
   defineDeferred (name: string, fn: DeferredHandler, opts?: EndpointOptions): void {
-    this.check(name, opts)
+    const batch = this.check(name, opts)
     if (typeof fn !== 'function') throw new RpcError('BAD_ARGUMENT', `defineDeferred('${name}'): handler must be a function`)
-    this.endpoints.set(name, { kind: 'deferred', name, fn, running: 0 })
+    this.endpoints.set(name, { kind: 'deferred', name, fn, running: 0, batch })
   }
 
   defineQueue<Args extends unknown[] = any[]> (name: string, opts?: QueueOptions): Queue<Args> {
-    this.check(name, opts)
-    if (opts?.dynamicBatching != null) throw notYet(name, 'dynamicBatching')
+    const batch = this.check(name, opts)
     const maxQueued = opts?.maxQueued ?? DEFAULT_MAX_QUEUED
     if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new RpcError('BAD_ARGUMENT', `defineQueue('${name}'): maxQueued must be a positive integer`)
-    const queue = new Queue<Args>(name, maxQueued)
-    this.endpoints.set(name, { kind: 'queue', name, queue: queue as unknown as Queue, running: 0 })
+    const dynamic = opts?.dynamicBatching ?? false
+    if (typeof dynamic !== 'boolean') throw new RpcError('BAD_ARGUMENT', `defineQueue('${name}'): dynamicBatching must be a boolean`)
+    if (dynamic && batch == null) throw new RpcError('BAD_ARGUMENT', `defineQueue('${name}'): dynamicBatching needs a batchSize`)
+    // A dynamic queue batches as the consumer takes; otherwise whole batches are queued.
+    const queue = new Queue<Args>(name, maxQueued, dynamic ? batch : undefined)
+    this.endpoints.set(name, { kind: 'queue', name, queue: queue as unknown as Queue, running: 0, batch: dynamic ? undefined : batch })
     return queue
   }
 
@@ -85,17 +100,21 @@ export class EndpointRegistry {
     }
   }
 
-  private check (name: string, opts: EndpointOptions | undefined): void {
+  /** Checks the name and options; returns the batch spec when the options ask for batching. */
+  private check (name: string, opts: EndpointOptions | undefined): BatchSpec | undefined {
     if (typeof name !== 'string' || name === '') throw new RpcError('BAD_ARGUMENT', 'function name must be a non-empty string')
     if (this.endpoints.has(name)) throw new RpcError('BAD_ARGUMENT', `function '${name}' is already defined`, { fn: name })
-    if (opts == null) return
+    if (opts == null) return undefined
     if (typeof opts !== 'object') throw new RpcError('BAD_ARGUMENT', `options of '${name}' must be an object`)
-    for (const key of ['batchSize', 'device', 'maxWaitMs'] as const) {
-      if (opts[key] != null) throw notYet(name, key)
+    const { batchSize, device = 'cpu', maxWaitMs = DEFAULT_MAX_WAIT_MS } = opts
+    if (batchSize == null) {
+      if (opts.device != null || opts.maxWaitMs != null) throw new RpcError('BAD_ARGUMENT', `'${name}': device and maxWaitMs apply to batching, which needs a batchSize`, { fn: name })
+      return undefined
     }
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RpcError('BAD_ARGUMENT', `'${name}': batchSize must be a positive integer, not ${String(batchSize)}`, { fn: name })
+    if (typeof maxWaitMs !== 'number' || !(maxWaitMs >= 0) || maxWaitMs > 2 ** 31 - 1) throw new RpcError('BAD_ARGUMENT', `'${name}': maxWaitMs must be a number of milliseconds from 0 to 2^31-1`, { fn: name })
+    if (typeof device !== 'string') throw new RpcError('BAD_ARGUMENT', `'${name}': device must be a device name`, { fn: name })
+    getDevice(device)
+    return { batchSize, maxWaitMs, device }
   }
-}
-
-function notYet (name: string, option: string): RpcError {
-  return new RpcError('BAD_ARGUMENT', `'${name}': option '${option}' belongs to batching, which is not implemented yet (issue 5)`, { fn: name })
 }
