@@ -2,7 +2,7 @@ import test from 'ava'
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { Rpc, RpcError } from '../src/index.js'
+import { Rpc, RpcError, Tensor, tensor } from '../src/index.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const run = promisify(execFile)
@@ -30,4 +30,8 @@ test('sync - really blocks the calling thread while the call runs', async t => {
   const err = t.throws(() => rpc.sync('blocker', 'nothing'))
   t.is((err as RpcError).code, 'FUNCTION_NOT_FOUND')
   t.throws(() => rpc.sync(rpc.getName(), 'x'), { code: 'BAD_ARGUMENT', message: /deadlock/ })
+  // Tensors cross the worker thread and come back as Tensors.
+  const back = rpc.sync<Tensor>('blocker', 'echo', tensor([[1, 2], [3, 4]], undefined, 'int16'))
+  t.true(back instanceof Tensor)
+  t.deepEqual([back.dtype, back.shape, back.toArray()], ['int16', [2, 2], [1, 2, 3, 4]])
 })

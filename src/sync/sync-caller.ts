@@ -16,6 +16,7 @@
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads'
 import { RpcError, isRpcErrorCode } from '../errors/rpc-error.js'
+import { adoptTensors } from '../tensor/tensor.js'
 
 export interface SyncWorkerConfig {
   /** Name prefix of the worker's peer; the cohort sees it as the caller. */
@@ -114,7 +115,8 @@ export class SyncCaller {
 }
 
 function unwrap (outcome: SyncOutcome, peer: string, fn: string): unknown {
-  if (outcome.ok) return outcome.value
+  // Crossing threads by structured clone leaves a Tensor a plain { dtype, shape, data }: make it one again.
+  if (outcome.ok) return adoptTensors(outcome.value)
   const code = isRpcErrorCode(outcome.code) ? outcome.code : 'REMOTE_ERROR'
   throw new RpcError(code, outcome.message, { peer, fn, remoteName: outcome.remoteName, remoteStack: outcome.remoteStack })
 }
