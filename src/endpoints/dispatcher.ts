@@ -13,7 +13,7 @@ import { DedupTable } from '../calls/dedup-table.js'
 import { RpcError, errorToWire } from '../errors/rpc-error.js'
 import { EndpointRegistry, type Endpoint } from './registry.js'
 import { Batcher } from './batcher.js'
-import { replyFor, type Completion, type QueueEntry, type Reply } from './queue.js'
+import { replyFor, type Completion, type Reply } from './queue.js'
 
 const log = logger('cohort:dispatch')
 
@@ -118,10 +118,10 @@ export class Dispatcher {
     endpoint.running++
     call.endpoint = endpoint
     if (endpoint.batch != null) {
-      endpoint.batcher ??= new Batcher(endpoint.batch, batch => { this.run(endpoint, batch) })
+      endpoint.batcher ??= new Batcher(endpoint.batch, batch => { this.run(endpoint, batch.completion, batch.args) })
       endpoint.batcher.add({ completion: call, args })
     } else {
-      this.run(endpoint, { completion: call, args })
+      this.run(endpoint, call, args)
     }
     if (!call.ended) this.ackLater(call)
   }
@@ -147,13 +147,13 @@ export class Dispatcher {
   }
 
   /** Runs one call, or one stacked batch of calls, on its endpoint. */
-  private run (endpoint: Endpoint, entry: QueueEntry): void {
+  private run (endpoint: Endpoint, completion: Completion, args: unknown[]): void {
     switch (endpoint.kind) {
-      case 'plain': this.runPlain(entry.completion, endpoint.fn, entry.args); break
-      case 'deferred': this.runDeferred(entry.completion, endpoint.fn, entry.args); break
+      case 'plain': this.runPlain(completion, endpoint.fn, args); break
+      case 'deferred': this.runDeferred(completion, endpoint.fn, args); break
       case 'queue':
-        if (!endpoint.queue.push(entry)) {
-          entry.completion.error(new RpcError('OVERLOADED', `queue '${endpoint.name}' on peer '${this.init.selfName()}' is full (${endpoint.queue.length} waiting)`))
+        if (!endpoint.queue.push({ completion, args })) {
+          completion.error(new RpcError('OVERLOADED', `queue '${endpoint.name}' on peer '${this.init.selfName()}' is full (${endpoint.queue.length} waiting)`))
         }
         break
     }
