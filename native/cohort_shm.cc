@@ -391,6 +391,9 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     }
     handle_->poll.data = handle_;
     uv_unref(reinterpret_cast<uv_handle_t *>(&handle_->poll));
+    env_ = env;
+    // A worker thread may end without closing us: close the handle before its loop goes.
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
   }
 
   ~Watcher() override {
@@ -412,13 +415,24 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   void Deliver(int status, int events) {
     Napi::Env env = callback_.Env();
     Napi::HandleScope scope(env);
-    Napi::Value error = status < 0 ? Napi::String::New(env, uv_err_name(status)) : env.Undefined();
-    // MakeCallback runs the microtasks the callback queued, as any I/O callback does.
-    callback_.MakeCallback(env.Global(), {
+    napi_value args[3] = {
       Napi::Boolean::New(env, (events & UV_READABLE) != 0),
-      Napi::Boolean::New(env, (events & (UV_DISCONNECT)) != 0),
-      error,
-    }, *context_);
+      Napi::Boolean::New(env, (events & UV_DISCONNECT) != 0),
+      status < 0 ? Napi::String::New(env, uv_err_name(status)) : env.Undefined(),
+    };
+    // napi_make_callback runs the microtasks the callback queued, as any I/O callback
+    // does. The JavaScript side catches its own errors; an exception still pending here
+    // (a worker being terminated) is dropped rather than thrown into a dying env.
+    napi_value result;
+    if (napi_make_callback(env, *context_, env.Global(), callback_.Value(), 3, args, &result) != napi_ok) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+
+  static void CleanupHook(void *arg) {
+    Watcher *self = static_cast<Watcher *>(arg);
+    if (self->handle_ != nullptr) self->CloseHandle();
   }
 
   Napi::Value Start(const Napi::CallbackInfo &info) {
@@ -443,6 +457,7 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   }
 
   void CloseHandle() {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     handle_->closing = true;
     handle_->owner = nullptr;
     uv_poll_stop(&handle_->poll);
@@ -455,6 +470,7 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> context_;
   WatcherHandle *handle_ = nullptr;
+  napi_env env_ = nullptr;
   bool started_ = false;
 };
 

@@ -33,7 +33,13 @@ export const FrameType = {
   /** [ERROR, id, code, name, message, stack] */
   ERROR: 5,
   /** [ACK, id]: the callee holds the call and is still working on it. */
-  ACK: 6
+  ACK: 6,
+  /** [SHM_OFFER, socketName, token]: over tcp only; attach to our segment (transports/shm). */
+  SHM_OFFER: 7,
+  /** [PING, nonce, padding?]: a latency probe of the bandit; answered on the same link. */
+  PING: 8,
+  /** [PONG, nonce] */
+  PONG: 9
 } as const
 
 export interface HelloBody {
@@ -48,6 +54,8 @@ export interface HelloBody {
   addrs: string[]
   /** Transports the peer offers, by canonical name. */
   transports: string[]
+  /** Same value on two peers: same boot and uid, so shared memory can be offered (optional). */
+  host?: string
 }
 
 export const HEADER_BYTES = 4
@@ -105,7 +113,8 @@ export class FrameReader {
   }
 }
 
-function decodeFrameBody (body: Uint8Array): unknown[] {
+/** Decodes one frame body (after the header); throws BAD_FRAME. */
+export function decodeFrameBody (body: Uint8Array): unknown[] {
   let frame: unknown
   try {
     frame = packr.unpack(body)
