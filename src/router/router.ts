@@ -118,6 +118,8 @@ export class Router {
       return false
     }
     const size = sizeClassOf(frame.byteLength)
+    // Probes go first, so they time the arm, not the wait behind this very frame.
+    if (arms.length > 1) this.probe(session, arms, size)
     const first = arms.length === 1 ? arms[0] : arms[this.bandit.best(peer, arms, size, Date.now())]
     let sent = this.trySend(peer, first, frame)
     if (sent == null && arms.length > 1) {
@@ -138,7 +140,6 @@ export class Router {
     }
     this.bandit.chose(peer, sent.transport, size)
     if (callId != null) this.track(this.trackedCalls, callId, { peer, arm: sent.transport, size, t0: performance.now() })
-    if (arms.length > 1) this.probe(session, arms, size)
     return true
   }
 

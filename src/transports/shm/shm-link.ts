@@ -6,12 +6,21 @@
  *
  * While traffic is recent the consumer keeps polling its ring once per loop turn
  * (`setImmediate`, so other I/O still runs) for an adaptive window; then it sets its
- * sleeping flag and costs nothing until the doorbell rings. It never spins when the
- * peer last ran on the same CPU or the process has one CPU: there spinning only steals
- * the time the peer needs to answer.
+ * sleeping flag and costs nothing until the doorbell rings. The window doubles when a
+ * wake-up came soon after falling asleep (spinning a little longer would have caught
+ * it) and halves when sleeps are long (sparse traffic: spinning is waste). It never
+ * spins when the process may use only one CPU (`availableParallelism()` follows the
+ * affinity mask, so two peers pinned to one CPU do not spin): there spinning only
+ * steals the time the peer needs to answer.
  *
  * The unix socket the segment came over stays open beside it: when the peer exits or is
  * killed the kernel closes its end, the socket hangs up, and the link closes.
+ *
+ * NOT DONE: large byte payloads (tensors, big Uint8Arrays) are still serialised into the
+ * msgpack body and copied into and out of the ring; nothing is read in place or sent out
+ * of band yet. That needs the frame codec to carry byte ranges beside the body (the
+ * tensor codec, src/tensor/, is being written in parallel), so 16 MiB echoes reach a few
+ * hundred MB/s here, not the GB/s the ring itself can do.
  *
  * ```ts
  * const link = new ShmLink({ native, memory, role: 'a', myBell, peerBell, socket, ... })
@@ -30,9 +39,9 @@ import { RingConsumer, RingProducer } from './ring.js'
 const log = logger('cohort:shm')
 
 /** Bounds of the adaptive spin window, in ms. */
-const SPIN_MIN_MS = 0.05
-const SPIN_MAX_MS = 2
-const SPIN_START_MS = 0.3
+const SPIN_MIN_MS = 0.2
+const SPIN_MAX_MS = 4
+const SPIN_START_MS = 1
 const SINGLE_CPU = availableParallelism() < 2
 
 export interface ShmLinkInit {
@@ -219,7 +228,7 @@ export class ShmLink implements Link {
     this.wakeups.sleeps++
   }
 
-  /** 0 when spinning cannot help: one CPU, or the peer last ran on ours. */
+  /** 0 when spinning cannot help: this process may run on one CPU only. */
   private spinWindow (): number {
     if (SINGLE_CPU) return 0
     return this.spinMs
@@ -236,7 +245,6 @@ export class ShmLink implements Link {
       // Slept only a little past the window: a longer window would have caught it.
       if (gap < 2 * this.spinMs) this.spinMs = Math.min(SPIN_MAX_MS, this.spinMs * 2)
       else if (gap > 50 * this.spinMs) this.spinMs = Math.max(SPIN_MIN_MS, this.spinMs / 2)
-      if (cpu === this.producer.consumerCpu()) this.spinMs = SPIN_MIN_MS
     } else {
       this.wakeups.spinHits++
     }

@@ -19,6 +19,10 @@
  * authenticated learns the token, so only it can attach. Links are handed to
  * `onInbound` on both sides, like the links of any transport.
  *
+ * NOT DONE: a shm link that closes (torn down, corrupt ring) is not set up again by
+ * itself; the pair stays on TCP until its TCP link is re-established (a new HELLO) or
+ * setTransports() is called, which both offer shm again.
+ *
  * ```ts
  * const shm = new ShmTransport({ maxFrameBytes, localPeerId: () => id })
  * shm.onInbound(link => directory.attach(link, 'shm'))
