@@ -48,3 +48,17 @@ test('bandit - a failed arm is masked for a while, a missing ack is a sample equ
   t.is(shm?.missingAcks, 1)
   t.is(shm?.failures, 1)
 })
+
+test('bandit - best() takes the cheaper-by-construction arm among those noise cannot tell apart', t => {
+  const b = new LatencyBandit({ tieRatio: 0.7 })
+  const arms = [{ transport: 'tcp' as const }, { transport: 'shm' as const }]
+  b.sample('p', 'shm', 0, 100, 0)
+  b.sample('p', 'tcp', 0, 500, 0)
+  t.is(b.best('p', arms, 0, 0), 1)
+  b.sample('p', 'shm', 0, 600, 1) // shm a little worse than tcp: a tie, shm's prior wins
+  t.is(b.best('p', arms, 0, 1), 1)
+  b.sample('p', 'shm', 0, 5000, 2) // clearly worse: tcp
+  t.is(b.best('p', arms, 0, 2), 0)
+  b.fail('p', 'tcp', 3) // the arm in use fails: masked, back to shm
+  t.is(b.best('p', arms, 0, 3), 1)
+})

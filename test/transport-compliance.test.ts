@@ -14,7 +14,7 @@ async function openTcp (): Promise<FarEnd> {
   const { child, ready } = await startFarEnd('tcp')
   const transport = new TcpTransport({ privateKey: await generateKeyPair('Ed25519'), maxFrameBytes: MAX_FRAME })
   await transport.start([])
-  const link = await transport.dial(ready.address, AbortSignal.timeout(10_000))
+  const link = await transport.dial(ready.address, AbortSignal.timeout(30_000))
   const end = farEnd(child, link)
   const kill = end.kill
   return { ...end, kill: async () => { await kill(); await transport.stop() } }
@@ -24,7 +24,7 @@ async function openShm (): Promise<FarEnd> {
   const { child, ready } = await startFarEnd('shm')
   const shm = new ShmTransport({ maxFrameBytes: MAX_FRAME, ringBytes: 64 * 1024, localPeerId: () => 'parent' })
   const link = await new Promise<Link>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error('no shm link in 10 s')) }, 10_000)
+    const timer = setTimeout(() => { reject(new Error('no shm link in 30 s')) }, 30_000)
     shm.onInbound(l => { clearTimeout(timer); resolve(l) })
     const via = { transport: 'tcp', send: () => {} } as unknown as Link
     // The child's offer came over IPC (standing in for the authenticated tcp link).

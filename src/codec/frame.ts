@@ -70,6 +70,17 @@ const packr = new Packr({
   useBigIntExtension: true
 })
 
+// The same codec for bodies decoded straight out of memory that is reused afterwards (the
+// shm ring): byte strings come out as copies, never as views into that memory.
+const copyingPackr = new Packr({
+  structuredClone: true,
+  mapsAsObjects: false,
+  moreTypes: true,
+  int64AsType: 'bigint',
+  useBigIntExtension: true,
+  copyBuffers: true
+})
+
 /** Encodes one frame body as header + body bytes, ready for a link. */
 export function encodeFrame (body: unknown[]): Uint8Array {
   // msgpackr leaves HEADER_BYTES free in front of the body, so the header is written in
@@ -113,11 +124,14 @@ export class FrameReader {
   }
 }
 
-/** Decodes one frame body (after the header); throws BAD_FRAME. */
-export function decodeFrameBody (body: Uint8Array): unknown[] {
+/**
+ * Decodes one frame body (after the header); throws BAD_FRAME. With `copy`, nothing in
+ * the result refers to `body`'s memory, so it may be overwritten at once.
+ */
+export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
   let frame: unknown
   try {
-    frame = packr.unpack(body)
+    frame = (copy ? copyingPackr : packr).unpack(body)
   } catch (err) {
     throw new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
   }

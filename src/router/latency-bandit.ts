@@ -8,7 +8,10 @@
  * Samples come from probes (the router sends PING on each arm while traffic flows and
  * times the PONG) and from missing acks: a call or probe left unanswered for
  * `ackTimeoutMs` counts as a sample of that size. A send that throws masks the arm for
- * `maskMs`. An arm with no estimate yet is ranked by its prior.
+ * `maskMs`. An arm with no estimate yet is ranked by its prior. best() treats arms
+ * within a factor 1 / `tieRatio` of the best as tied and takes the lowest prior among
+ * them (shm, then rdma, then tcp): on a loaded machine, scheduling delays that hit
+ * every arm alike should not make the choice flap.
  *
  * ```ts
  * const bandit = new LatencyBandit()
@@ -40,6 +43,8 @@ export interface LatencyBanditOptions {
   maskMs?: number
   /** Estimate used before the first sample, µs. */
   priorsUs?: Partial<Record<TransportName, number>>
+  /** Arms whose estimates are within best / tieRatio count as tied; the lowest prior wins (default 0.7). */
+  tieRatio?: number
 }
 
 class ArmState {
@@ -70,11 +75,13 @@ export class LatencyBandit {
   private readonly tauMs: number
   private readonly maskMs: number
   private readonly priors: Record<TransportName, number>
+  private readonly tieRatio: number
 
   constructor (options: LatencyBanditOptions = {}) {
     this.tauMs = options.tauMs ?? 500
     this.maskMs = options.maskMs ?? 1000
     this.priors = { ...DEFAULT_PRIORS, ...options.priorsUs }
+    this.tieRatio = options.tieRatio ?? 0.7
   }
 
   /** The arms in order of preference for a message of class `size`; masked arms go last. */
@@ -93,18 +100,27 @@ export class LatencyBandit {
    * the hot path's version of rank(), with no allocation.
    */
   best (peer: string, arms: ReadonlyArray<{ transport: TransportName }>, size: SizeClass, now: number): number {
-    let bestIndex = 0
     let bestCost = Infinity
+    for (let i = 0; i < arms.length; i++) bestCost = Math.min(bestCost, this.cost(peer, arms[i].transport, size, now))
+    // Among the arms not clearly worse than the best (within 1 / tieRatio of it), the
+    // one cheaper by construction (lowest prior) wins: estimates that noise cannot tell
+    // apart do not make the choice flap message by message.
+    const limit = bestCost / this.tieRatio
+    let chosen = 0
+    let chosenPrior = Infinity
     for (let i = 0; i < arms.length; i++) {
       const transport = arms[i].transport
-      const state = this.arm(peer, transport)
-      const cost = (state.maskedUntil > now ? 1e12 : 0) + this.estimate(state, transport, size)
-      if (cost < bestCost) {
-        bestCost = cost
-        bestIndex = i
+      if (this.cost(peer, transport, size, now) <= limit && this.priors[transport] < chosenPrior) {
+        chosen = i
+        chosenPrior = this.priors[transport]
       }
     }
-    return bestIndex
+    return chosen
+  }
+
+  private cost (peer: string, transport: TransportName, size: SizeClass, now: number): number {
+    const state = this.arm(peer, transport)
+    return (state.maskedUntil > now ? 1e12 : 0) + this.estimate(state, transport, size)
   }
 
   /** The arm carried a message of class `size`. */

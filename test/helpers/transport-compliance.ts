@@ -27,7 +27,7 @@ export interface FarEnd {
 export async function startFarEnd (kind: string): Promise<{ child: ChildProcess, ready: any }> {
   const child = fork(LINK_PEER, [kind], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const ready = await new Promise<any>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('link peer did not start in 20 s')) }, 20_000)
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('link peer did not start in 60 s')) }, 60_000)
     child.once('message', msg => { clearTimeout(timer); resolve(msg) })
     child.once('exit', code => { clearTimeout(timer); reject(new Error(`link peer exited with ${String(code)}`)) })
   })

@@ -10,7 +10,8 @@
  * const inn = new RingConsumer(memory, layout, 1, 1 << 28)
  * out.write(frame, 0)                                   // bytes of the frame taken
  * out.publish()                                         // true: the consumer sleeps, ring its doorbell
- * inn.read(frame => handle(frame))
+ * const frames: unknown[][] = []
+ * inn.read(bytes => decodeFrameBody(bytes.subarray(4), true), frames)
  * ```
  *
  * Memory orders: every access to head, tail, sleeping and waiting goes through
@@ -135,8 +136,10 @@ export class RingConsumer {
   private readonly ring: RingView
   private tail: number
   private readonly more: number
-  /** A frame arriving in pieces. */
-  private partial?: Uint8Array
+  /** Where a frame that arrives in pieces (or wraps) is put together; reused. */
+  private scratch = new Uint8Array(0)
+  /** Bytes of the frame being put together; -1 when none is. */
+  private partialTotal = -1
   private partialAt = 0
 
   constructor (memory: ArrayBuffer, layout: RingLayout, index: 0 | 1, private readonly maxFrameBytes: number) {
@@ -152,22 +155,23 @@ export class RingConsumer {
 
   /** True while a frame is half read (its producer may have died mid-write). */
   get midFrame (): boolean {
-    return this.partial != null
+    return this.partialTotal >= 0
   }
 
   /**
-   * Copies out every complete record, hands each whole frame (header + body) to
-   * `deliver`, and frees the space. Returns true when the producer was waiting for room
-   * (and this call took the flag back): the caller must ring the producer's doorbell.
-   * Throws BAD_FRAME when the ring's words make no sense.
+   * Decodes every complete frame waiting in the ring into `out`, then frees the space.
+   * `decode` gets the frame (header + body) in place in the ring when it lies in one
+   * piece, else in a scratch buffer; either is overwritten afterwards, so `decode` must
+   * copy what it keeps. Returns true when the producer was waiting for room (and this
+   * call took the flag back): the caller must ring the producer's doorbell. Throws
+   * BAD_FRAME when the ring's words make no sense (or `decode` does).
    */
-  read (deliver: (frame: Uint8Array) => void): boolean {
+  read<T> (decode: (frame: Uint8Array) => T, out: T[]): boolean {
     const ring = this.ring
     const head = Atomics.load(ring.words, ring.head) >>> 0
     let available = (head - this.tail) >>> 0
     if (available > ring.bytes) throw ring.corrupt(`consumer sees ${available} bytes in use in a ${ring.bytes}-byte ring`)
     if (available === 0) return false
-    const frames: Uint8Array[] = []
     while (available > 0) {
       if (available < RECORD_HEADER) throw ring.corrupt(`${available} bytes is less than a record header`)
       const word = ring.dataWords[(this.tail & ring.mask) >>> 2]
@@ -175,32 +179,40 @@ export class RingConsumer {
       const size = RECORD_HEADER + ((piece + 7) & ~7)
       if (piece === 0 || size > available) throw ring.corrupt(`a record of ${piece} bytes with ${available} bytes published`)
       const from = (this.tail + RECORD_HEADER) & ring.mask
-      let frame = this.partial
-      if (frame == null) {
+      const last = (word & this.more) === 0
+      if (this.partialTotal < 0) {
         if (piece < 4) throw ring.corrupt(`first piece of a frame is ${piece} bytes`)
         const total = 4 + readU32BE(ring, from)
         if (total - 4 > this.maxFrameBytes) throw new RpcError('BAD_FRAME', `frame of ${total - 4} bytes is above the limit of ${this.maxFrameBytes} bytes`)
-        frame = new Uint8Array(total)
+        if (last && piece !== total) throw ring.corrupt(`a one-piece frame of ${piece} bytes says it has ${total}`)
+        if (last && from + piece <= ring.bytes) {
+          // The common case: the whole frame lies in the ring in one run. Decode it there.
+          out.push(decode(ring.data.subarray(from, from + piece)))
+          this.tail = (this.tail + size) >>> 0
+          available -= size
+          continue
+        }
+        if (this.scratch.byteLength < total) this.scratch = new Uint8Array(total)
+        this.partialTotal = total
         this.partialAt = 0
       }
-      if (this.partialAt + piece > frame.byteLength) throw ring.corrupt('pieces run past the frame length')
-      copyOut(ring, from, frame, this.partialAt, piece)
+      if (this.partialAt + piece > this.partialTotal) throw ring.corrupt('pieces run past the frame length')
+      copyOut(ring, from, this.scratch, this.partialAt, piece)
       this.partialAt += piece
       this.tail = (this.tail + size) >>> 0
       available -= size
-      if ((word & this.more) !== 0) {
-        this.partial = frame
-      } else {
-        if (this.partialAt !== frame.byteLength) throw ring.corrupt(`frame ended after ${this.partialAt} of ${frame.byteLength} bytes`)
-        this.partial = undefined
-        frames.push(frame)
+      if (last) {
+        if (this.partialAt !== this.partialTotal) throw ring.corrupt(`frame ended after ${this.partialAt} of ${this.partialTotal} bytes`)
+        const total = this.partialTotal
+        this.partialTotal = -1
+        out.push(decode(this.scratch.subarray(0, total)))
+        // Do not hold on to a huge scratch buffer after a rare huge frame.
+        if (this.scratch.byteLength > 64 * 1024 * 1024) this.scratch = new Uint8Array(0)
       }
     }
-    // Everything is copied out: give the space back before running handlers.
+    // Everything is decoded (copied out): give the space back before running handlers.
     Atomics.store(ring.words, ring.tail, this.tail | 0)
-    const wake = Atomics.load(ring.words, ring.waiting) === 1 && Atomics.compareExchange(ring.words, ring.waiting, 1, 0) === 1
-    for (const frame of frames) deliver(frame)
-    return wake
+    return Atomics.load(ring.words, ring.waiting) === 1 && Atomics.compareExchange(ring.words, ring.waiting, 1, 0) === 1
   }
 
   /**

@@ -94,7 +94,7 @@ export class ShmLink implements Link {
   private spinMs = SPIN_START_MS
   private readonly closeHooks: Array<() => void> = []
   private readonly pollBound = (): void => { this.poll() }
-  private readonly deliverBound = (bytes: Uint8Array): void => { this.deliver(bytes) }
+  private readonly decodeBound = (bytes: Uint8Array): unknown[] => this.decode(bytes)
 
   constructor (init: ShmLinkInit) {
     this.init = init
@@ -205,8 +205,15 @@ export class ShmLink implements Link {
     const framesBefore = this.stats.framesIn
     const queuedBefore = this.queuedBytes
     const queueAtBefore = this.queueAt
+    const frames: unknown[][] = []
     try {
-      if (this.consumer.read(this.deliverBound) && !this.closed) this.ring()
+      if (this.consumer.read(this.decodeBound, frames)) this.ring()
+    } catch (err) {
+      this.fail(err as Error)
+      return
+    }
+    for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
+    try {
       if (this.queue.length > 0 && !this.closed) this.flush()
     } catch (err) {
       this.fail(err as Error)
@@ -266,25 +273,25 @@ export class ShmLink implements Link {
     }
     if (!gone) return
     // What the peer published before it went is good: take it, then close.
+    const frames: unknown[][] = []
     try {
-      this.consumer.read(this.deliverBound)
+      this.consumer.read(this.decodeBound, frames)
     } catch {}
+    for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
     if (this.closed) return
     const midFrame = this.consumer.midFrame ? ' in the middle of a frame' : ''
     this.finish(new RpcError('CLOSED', `shm link to ${this.remotePeerId}: the peer closed it or exited${midFrame}`))
   }
 
-  private deliver (bytes: Uint8Array): void {
-    if (this.closed) return
+  /** Runs inside the ring read: copies everything out of the ring (see RingConsumer.read). */
+  private decode (bytes: Uint8Array): unknown[] {
     this.stats.framesIn++
     this.stats.bytesIn += bytes.byteLength
-    let frame: unknown[]
-    try {
-      frame = decodeFrameBody(bytes.subarray(HEADER_BYTES))
-    } catch (err) {
-      this.fail(err as Error)
-      return
-    }
+    return decodeFrameBody(bytes.subarray(HEADER_BYTES), true)
+  }
+
+  private deliver (frame: unknown[]): void {
+    if (this.closed) return
     if (this.early != null) {
       this.early.push(frame)
       return
