@@ -84,6 +84,9 @@ const DEFAULTS = {
   forgetPeerAfterMs: 10 * 60_000
 }
 
+/** A lost shm link is offered again after this long (unless its ring was found corrupt). */
+const SHM_RETRY_MS = 1_000
+
 export class Rpc {
   private name: string
   private timeoutMs: number
@@ -136,7 +139,13 @@ export class Rpc {
         this.offerShm(session)
       },
       peerDown: session => { this.router.peerDown(session) },
-      linkDown: (session, link) => { this.router.linkDown(session, link) },
+      linkDown: (session, link, reason) => {
+        this.router.linkDown(session, link)
+        // A shm link torn down (not found corrupt) is set up again once things settle.
+        if (link.transport !== 'shm') return
+        if (reason instanceof RpcError && reason.code === 'BAD_FRAME') this.shm.distrust(session.peerId)
+        else setTimeout(() => { this.offerShm(session) }, SHM_RETRY_MS).unref()
+      },
       frame: (session, frame, link) => { this.router.receive(session, frame, link) }
     })
     const emulateRdma = checkEmulation(options.emulateRdma)
@@ -396,7 +405,8 @@ export class Rpc {
   private shmWanted (session: PeerSession): boolean {
     return this.closing == null && this.router.isEnabled('shm') && this.shm.availability().available &&
       this.host != null && session.host === this.host && session.transports.includes('shm') &&
-      session.state === 'connected' && !session.links.some(l => l.transport === 'shm' && l.open) && !this.shm.busy(session.peerId)
+      session.state === 'connected' && !session.links.some(l => l.transport === 'shm' && l.open) &&
+      !this.shm.busy(session.peerId) && !this.shm.distrusted(session.peerId)
   }
 
   /** The peer with the smaller id offers a segment over the TCP link; the other answers (router.onShmOffer). */

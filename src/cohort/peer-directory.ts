@@ -69,7 +69,7 @@ export interface DirectoryEvents {
   /** A frame from a peer after its handshake, and the link it came on. */
   frame: (session: PeerSession, frame: unknown[], link: Link) => void
   /** One of a peer's links closed while others remain (calls in flight on it must be resent). */
-  linkDown?: (session: PeerSession, link: Link) => void
+  linkDown?: (session: PeerSession, link: Link, reason: Error | undefined) => void
 }
 
 export interface DirectoryInit {
@@ -251,14 +251,14 @@ export class PeerDirectory {
       }
       this.events.frame(bound, frame, link)
     }
-    link.onClose = () => {
+    link.onClose = reason => {
       const index = bound.links.indexOf(link)
       if (index >= 0) bound.links.splice(index, 1)
       if (bound.link() == null && bound.state === 'connected') {
         bound.state = 'disconnected'
         this.events.peerDown(bound)
       } else if (index >= 0 && bound.state === 'connected') {
-        this.events.linkDown?.(bound, link)
+        this.events.linkDown?.(bound, link, reason)
       }
     }
     this.events.peerUp(bound, restarted)

@@ -19,9 +19,9 @@
  * authenticated learns the token, so only it can attach. Links are handed to
  * `onInbound` on both sides, like the links of any transport.
  *
- * NOT DONE: a shm link that closes (torn down, corrupt ring) is not set up again by
- * itself; the pair stays on TCP until its TCP link is re-established (a new HELLO) or
- * setTransports() is called, which both offer shm again.
+ * A shm link that closes is offered again a second later (the Rpc does it), unless its
+ * ring was found corrupt: the side that found it then neither offers nor accepts shm
+ * with that peer again (distrust()), and the pair stays on TCP.
  *
  * ```ts
  * const shm = new ShmTransport({ maxFrameBytes, localPeerId: () => id })
@@ -119,6 +119,17 @@ export class ShmTransport implements Transport {
     this.stopped = true
     for (const cancel of [...this.setups.values()]) cancel()
     for (const link of [...this.links]) link.close(new RpcError('CLOSED', 'the Rpc was closed'))
+  }
+
+  /** Peers whose ring we found corrupt: no more segments with them (this process). */
+  private readonly distrustedPeers = new Set<string>()
+
+  distrust (peerId: string): void {
+    this.distrustedPeers.add(peerId)
+  }
+
+  distrusted (peerId: string): boolean {
+    return this.distrustedPeers.has(peerId)
   }
 
   /** True when a setup with this peer is under way. */
