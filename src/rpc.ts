@@ -149,6 +149,10 @@ export class Rpc {
       frame: (session, frame, link) => { this.router.receive(session, frame, link) }
     })
     const emulateRdma = checkEmulation(options.emulateRdma)
+    const ring = options.shmRingBytes
+    if (ring != null && (!Number.isInteger(ring) || ring < 4096 || ring > 2 ** 30 || (ring & (ring - 1)) !== 0)) {
+      throw new RpcError('BAD_ARGUMENT', 'shmRingBytes must be a power of two from 4096 to 2^30')
+    }
     this.router = new Router(this.directory, () => this.name, transports, { emulateRdma })
     this.shm = new ShmTransport({
       maxFrameBytes,

@@ -6,8 +6,9 @@ import { libp2pStream } from './libp2p-stream.js'
 import { rawNet } from './raw-net.js'
 import { cohortShm } from '../shm/cohort-shm.js'
 import { rawUnix } from '../shm/raw-unix.js'
+import { shmLink } from '../shm/shm-link.js'
 
-export const STACKS: Stack[] = [cohortShm, cohort, libp2pStream, rawUnix, rawNet]
+export const STACKS: Stack[] = [cohortShm, shmLink, cohort, libp2pStream, rawUnix, rawNet]
 
 export function stackById (id: string): Stack {
   const stack = STACKS.find(s => s.id === id)
