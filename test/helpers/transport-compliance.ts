@@ -19,7 +19,7 @@ const LINK_PEER = fileURLToPath(new URL('../fixtures/link-peer.js', import.meta.
 export interface FarEnd {
   child: ChildProcess
   link: Link
-  status: () => Promise<{ alive: boolean, closes: number, lastReason?: string }>
+  status: () => Promise<{ alive: boolean, closes: number, lastReason?: string, shm?: Record<string, unknown> }>
   kill: () => Promise<void>
 }
 
