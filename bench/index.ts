@@ -1,10 +1,12 @@
 /**
- * `npm run bench`: cohort over TCP against the stacks beneath it, in one run, between
- * two Node processes on loopback (each server is a forked child, see harness.ts).
+ * `npm run bench`: cohort over shared memory and over TCP against the stacks beneath
+ * them (bare libp2p, raw unix socket, raw TCP), in one run, between two Node processes
+ * on this host (each server is a forked child, see harness.ts).
  *
  * ```sh
  * npm run bench                              # all stacks
  * node dist/bench/index.js cohort raw-net    # some stacks, by id
+ * node dist/bench/index.js cohort-shm raw-unix cohort raw-net   # the same-host comparison
  * BENCH_ROUNDS=1 npm run bench               # one round instead of three
  * ```
  *
@@ -248,7 +250,7 @@ async function main (): Promise<void> {
   }
 
   console.log('')
-  console.log(`TCP on loopback, client and server in two Node processes; each figure is the median of ${roundsRun} round(s).`)
+  console.log(`Client and server in two Node processes on this host (TCP stacks on loopback; shm and unix socket same-host); each figure is the median of ${roundsRun} round(s).`)
   console.log('p50/p99: 64 B echo, one call at a time.  calls/s: 64 B echo, 64 calls in flight.')
   console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions.')
   console.log('')
@@ -261,7 +263,7 @@ async function main (): Promise<void> {
 
   const cpuList = cpus()
   const report = {
-    benchmark: 'tcp',
+    benchmark: 'same-host',
     date: started.toISOString(),
     durationSeconds: (nowMs() - t0) / 1000,
     machine: {
@@ -288,7 +290,7 @@ async function main (): Promise<void> {
   }
   const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results')
   mkdirSync(resultsDir, { recursive: true })
-  const file = join(resultsDir, `tcp-${report.date.replace(/:/g, '-')}.json`)
+  const file = join(resultsDir, `bench-${report.date.replace(/:/g, '-')}.json`)
   const json = JSON.stringify(report, null, 2) + '\n'
   writeFileSync(file, json)
   writeFileSync(join(resultsDir, 'latest.json'), json)

@@ -19,7 +19,7 @@ import type { Future } from './calls/future.js'
 import { Dialer } from './cohort/dialer.js'
 import { cohortPrologue, loadIdentity } from './cohort/identity.js'
 import { PeerDirectory } from './cohort/peer-directory.js'
-import { rdmaUnavailableReason, withPrint, type DebugInfo } from './debug/debug-info.js'
+import { withPrint, type DebugInfo } from './debug/debug-info.js'
 import { Dispatcher } from './endpoints/dispatcher.js'
 import { getDevice } from './tensor/device.js'
 import type { Queue, Reply } from './endpoints/queue.js'
@@ -29,6 +29,10 @@ import { Router } from './router/router.js'
 import { SyncCaller } from './sync/sync-caller.js'
 import { ALL_TRANSPORTS, parseTransportNames } from './transports/names.js'
 import { TcpTransport } from './transports/tcp/tcp-transport.js'
+import { ShmTransport, hostIdentity } from './transports/shm/shm-transport.js'
+import { ShmLink } from './transports/shm/shm-link.js'
+import { RdmaTransport, checkEmulation, type RdmaEmulation } from './transports/rdma/rdma-transport.js'
+import type { PeerSession } from './cohort/peer-directory.js'
 import { toMultiaddr } from './transports/tcp/address.js'
 import type { TransportName } from './transports/transport.js'
 import { randomBytes } from 'node:crypto'
@@ -56,6 +60,13 @@ export interface RpcOptions {
   reconnectGrace?: number
   /** Device the tensors in results are put on before a call resolves (default 'cpu'). */
   device?: string
+  /** Bytes of each direction's shared-memory ring (a power of two, default 4 MiB). */
+  shmRingBytes?: number
+  /**
+   * FOR TESTS OF THE BANDIT ONLY: turns the RDMA stub into a loopback arm over another
+   * link with `latencyUs` added (read on every send, so it can be changed later). No RDMA is done.
+   */
+  emulateRdma?: RdmaEmulation
 }
 
 /** What a call handler gets called with, and what the caller's callback receives. */
@@ -76,6 +87,9 @@ const DEFAULTS = {
   forgetPeerAfterMs: 10 * 60_000
 }
 
+/** A lost shm link is offered again after this long (unless its ring was found corrupt). */
+const SHM_RETRY_MS = 1_000
+
 export class Rpc {
   private name: string
   private timeoutMs: number
@@ -89,6 +103,9 @@ export class Rpc {
   private readonly dispatcher: Dispatcher
   private readonly syncCaller: SyncCaller
   private transport?: TcpTransport
+  private readonly shm: ShmTransport
+  private readonly rdma: RdmaTransport
+  private readonly host = hostIdentity()
   private dialer?: Dialer
   private startup?: Promise<void>
   private sweepTimer?: NodeJS.Timeout
@@ -115,16 +132,45 @@ export class Rpc {
         name: () => this.name,
         peerId: () => this.transport?.localPeerId ?? '',
         addresses: () => this.addresses(),
-        transports: () => this.router.enabledTransports(),
+        transports: () => this.router.enabledTransports().filter(t => this.availability(t).available),
+        host: () => this.host,
         incarnation: this.incarnation
       }
     }, {
-      peerUp: (session, restarted) => { this.router.peerUp(session, restarted) },
+      peerUp: (session, restarted) => {
+        this.router.peerUp(session, restarted)
+        this.offerShm(session)
+      },
       peerDown: session => { this.router.peerDown(session) },
-      frame: (session, frame) => { this.router.receive(session, frame) }
+      linkDown: (session, link, reason) => {
+        this.router.linkDown(session, link)
+        // A shm link torn down (not found corrupt) is set up again once things settle.
+        if (link.transport !== 'shm') return
+        if (reason instanceof RpcError && reason.code === 'BAD_FRAME') this.shm.distrust(session.peerId)
+        else setTimeout(() => { this.offerShm(session) }, SHM_RETRY_MS).unref()
+      },
+      frame: (session, frame, link) => { this.router.receive(session, frame, link) }
     })
-    this.router = new Router(this.directory, () => this.name, transports)
-    const send = (peer: string, frame: Uint8Array): boolean => this.router.send(peer, frame)
+    const emulateRdma = checkEmulation(options.emulateRdma)
+    const ring = options.shmRingBytes
+    if (ring != null && (!Number.isInteger(ring) || ring < 4096 || ring > 2 ** 30 || (ring & (ring - 1)) !== 0)) {
+      throw new RpcError('BAD_ARGUMENT', 'shmRingBytes must be a power of two from 4096 to 2^30')
+    }
+    this.router = new Router(this.directory, () => this.name, transports, { emulateRdma })
+    this.shm = new ShmTransport({
+      maxFrameBytes,
+      ringBytes: options.shmRingBytes,
+      localPeerId: () => this.transport?.localPeerId ?? ''
+    })
+    this.rdma = new RdmaTransport(emulateRdma)
+    this.shm.onInbound(link => {
+      const session = this.directory.sessions().find(s => s.peerId === link.remotePeerId)
+      this.directory.attach(link, session?.learnedFrom ?? 'shm').catch(() => {})
+    })
+    this.router.onShmOffer = (session, frame, link) => {
+      if (this.shmWanted(session) && session.peerId < this.localPeerId()) this.shm.onOffer(session, frame, link)
+    }
+    const send = (peer: string, frame: Uint8Array, callId?: number): boolean => this.router.send(peer, frame, callId)
     this.calls = new CallTable({
       maxInflight: positiveInteger('maxInflight', options.maxInflight ?? DEFAULTS.maxInflight),
       maxFrameBytes,
@@ -236,12 +282,13 @@ export class Rpc {
   /** Restricts the transports used: any of 'tcp'/'tcp/ip', 'shm'/'shared memory', 'rdma'/'infiniband'. */
   setTransports (names: string[]): void {
     this.router.setTransports(parseTransportNames(names))
+    // shm allowed again: peers on this host get a segment without waiting for a reconnect.
+    for (const session of this.directory.sessions()) this.offerShm(session)
   }
 
   debugInfo (): DebugInfo {
     const inflight = this.calls.perPeer()
     const enabled = new Set(this.router.enabledTransports())
-    const rdmaReason = rdmaUnavailableReason()
     return withPrint({
       name: this.name,
       peerId: this.transport != null && this.startup != null ? safe(() => this.transport?.localPeerId) : undefined,
@@ -250,8 +297,8 @@ export class Rpc {
       transports: ALL_TRANSPORTS.map((name: TransportName) => ({
         name,
         enabled: enabled.has(name),
-        available: name === 'tcp',
-        reason: name === 'shm' ? 'not implemented yet (issue 4)' : name === 'rdma' ? rdmaReason : undefined
+        ...this.availability(name),
+        ...(name === 'shm' ? { counters: { ...this.shm.counters }, lastError: this.shm.lastError } : {})
       })),
       peers: this.directory.sessions().map(s => ({
         name: s.name,
@@ -263,7 +310,14 @@ export class Rpc {
         learnedFrom: s.learnedFrom,
         lastHeardMsAgo: Date.now() - s.lastHeard,
         callsInFlight: inflight.get(s.name) ?? 0,
-        links: s.links.map(l => ({ transport: l.transport, direction: l.direction, remoteAddress: l.remoteAddress, ...l.stats }))
+        links: s.links.map(l => ({
+          transport: l.transport,
+          direction: l.direction,
+          remoteAddress: l.remoteAddress,
+          ...l.stats,
+          ...(l instanceof ShmLink ? { shm: l.details() } : {})
+        })),
+        bandit: this.router.banditInfo(s.name)
       })),
       connections: (this.dialer?.list() ?? []).map(t => ({
         address: t.address, state: t.state, peer: t.peer, attempts: t.attempts, connects: t.connects, lastError: t.lastError
@@ -300,7 +354,7 @@ export class Rpc {
     this.dialer?.stop()
     await this.startup?.catch(() => {})
     this.directory.closeAll(closed)
-    await Promise.allSettled([this.transport?.stop(), this.syncCaller.close()])
+    await Promise.allSettled([this.shm.stop(), this.transport?.stop(), this.syncCaller.close()])
   }
 
   private async start (listen: string[]): Promise<void> {
@@ -331,6 +385,7 @@ export class Rpc {
       for (const address of this.connectTargets) this.dialer.add(address)
       this.sweepTimer = setInterval(() => {
         this.dispatcher.sweep()
+        this.router.sweep()
         this.directory.prune(Date.now() - DEFAULTS.forgetPeerAfterMs)
       }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {
@@ -347,6 +402,31 @@ export class Rpc {
       this.transport = undefined
       throw err
     }
+  }
+
+  private availability (name: TransportName): { available: boolean, reason?: string } {
+    if (name === 'tcp') return { available: true }
+    if (name === 'shm') return this.shm.availability()
+    return this.rdma.availability()
+  }
+
+  private localPeerId (): string {
+    return safe(() => this.transport?.localPeerId) ?? ''
+  }
+
+  /** Both ends can and may use shared memory, and have none yet. */
+  private shmWanted (session: PeerSession): boolean {
+    return this.closing == null && this.router.isEnabled('shm') && this.shm.availability().available &&
+      this.host != null && session.host === this.host && session.transports.includes('shm') &&
+      session.state === 'connected' && !session.links.some(l => l.transport === 'shm' && l.open) &&
+      !this.shm.busy(session.peerId) && !this.shm.distrusted(session.peerId)
+  }
+
+  /** The peer with the smaller id offers a segment over the TCP link; the other answers (router.onShmOffer). */
+  private offerShm (session: PeerSession): void {
+    if (!this.shmWanted(session) || !(this.localPeerId() < session.peerId)) return
+    const tcp = session.links.find(l => l.transport === 'tcp' && l.open)
+    if (tcp != null) this.shm.offer(session, tcp)
   }
 
   private checkOpen (what: string): void {

@@ -132,8 +132,8 @@ test('dispatch - a handler returning a promise-like whose then throws fails that
 test('router - a link that throws on send (closed, or over its queue bound) counts as no link', async t => {
   const { Router } = await import('../src/router/router.js')
   const { RpcError } = await import('../src/errors/rpc-error.js')
-  const throwing = { transport: 'tcp', send: () => { throw new RpcError('OVERLOADED', 'queue bound') } }
-  const directory = { linkFor: () => throwing } as any
+  const throwing = { transport: 'tcp', open: true, send: () => { throw new RpcError('OVERLOADED', 'queue bound') } }
+  const directory = { get: () => ({ name: 'p', links: [throwing] }) } as any
   const router = new Router(directory, () => 'me', ['tcp'])
   const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 50, reconnectGraceMs: 50, resultDevice: 'cpu', send: (peer, frame) => router.send(peer, frame) })
   // The call does not throw out of start(); it waits for a link and then ends once.

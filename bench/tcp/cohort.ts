@@ -9,7 +9,8 @@ import type { EchoClient, EchoServer, Stack } from '../harness.js'
 const SERVER_NAME = 'server'
 
 async function serve (): Promise<EchoServer> {
-  const rpc = new Rpc()
+  // TCP only: on one host the bandit would otherwise move to shared memory (bench/shm/).
+  const rpc = new Rpc({ transports: ['tcp'] })
   rpc.setName(SERVER_NAME)
   rpc.define('echo', (x: Uint8Array) => x)
   await rpc.listen('127.0.0.1:0')
@@ -19,7 +20,7 @@ async function serve (): Promise<EchoServer> {
 }
 
 async function connectTo (address: string): Promise<EchoClient> {
-  const rpc = new Rpc()
+  const rpc = new Rpc({ transports: ['tcp'] })
   rpc.connect(address)
   return {
     call: payload => rpc.async_<Uint8Array>(SERVER_NAME, 'echo', payload),

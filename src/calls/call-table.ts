@@ -38,7 +38,7 @@ export interface CallTableInit {
   /** Device the tensors of a result are moved to before the caller gets it ('cpu': as they arrive). */
   resultDevice: string
   /** Puts a frame on the peer's link; false when there is no link now. */
-  send: (peer: string, frame: Uint8Array) => boolean
+  send: (peer: string, frame: Uint8Array, callId?: number) => boolean
 }
 
 type CallState = 'waiting' | 'sent' | 'acked' | 'orphaned'
@@ -164,6 +164,17 @@ export class CallTable {
     }
   }
 
+  /**
+   * One of several links to the peer closed: what was in flight may have been lost with
+   * it, so it is sent again on what remains (the callee runs each id at most once and
+   * answers a repeat with the stored reply).
+   */
+  onLinkLost (peer: string): void {
+    for (const call of [...this.calls.values()]) {
+      if (call.peer === peer && (call.state === 'sent' || call.state === 'acked')) this.resend(call)
+    }
+  }
+
   /** The peer's last link is gone: calls it held wait a grace period for it to come back. */
   onPeerDown (peer: string): void {
     let orphans = 0
@@ -220,7 +231,7 @@ export class CallTable {
 
   /** Puts the call's frame on its peer's link; false (state untouched) when there is none. */
   private transmit (call: PendingCall): boolean {
-    if (!this.init.send(call.peer, call.frame)) return false
+    if (!this.init.send(call.peer, call.frame, call.id)) return false
     call.state = 'sent'
     return true
   }

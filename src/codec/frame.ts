@@ -35,7 +35,13 @@ export const FrameType = {
   /** [ERROR, id, code, name, message, stack] */
   ERROR: 5,
   /** [ACK, id]: the callee holds the call and is still working on it. */
-  ACK: 6
+  ACK: 6,
+  /** [SHM_OFFER, socketName, token]: over tcp only; attach to our segment (transports/shm). */
+  SHM_OFFER: 7,
+  /** [PING, nonce, padding?]: a latency probe of the bandit; answered on the same link. */
+  PING: 8,
+  /** [PONG, nonce] */
+  PONG: 9
 } as const
 
 export interface HelloBody {
@@ -50,20 +56,28 @@ export interface HelloBody {
   addrs: string[]
   /** Transports the peer offers, by canonical name. */
   transports: string[]
+  /** Same value on two peers: same boot and uid, so shared memory can be offered (optional). */
+  host?: string
 }
 
 export const HEADER_BYTES = 4
 
 // structuredClone keeps Map apart from plain objects, Set, Date and cycles; int64AsType
 // keeps bigint a bigint; moreTypes carries every typed array as raw bytes.
-const packr = new Packr({
+const BODY_OPTIONS = {
   structuredClone: true,
   mapsAsObjects: false,
   moreTypes: true,
   int64AsType: 'bigint',
   useBigIntExtension: true
-})
+} as const
+const packr = new Packr(BODY_OPTIONS)
+// Applies to every Packr, this one and the next.
 registerTensorExtension()
+
+// The same codec for bodies decoded straight out of memory that is reused afterwards (the
+// shm ring): byte strings come out as copies, never as views into that memory.
+const copyingPackr = new Packr({ ...BODY_OPTIONS, copyBuffers: true })
 
 /** Encodes one frame body as header + body bytes, ready for a link. */
 export function encodeFrame (body: unknown[]): Uint8Array {
@@ -108,10 +122,14 @@ export class FrameReader {
   }
 }
 
-function decodeFrameBody (body: Uint8Array): unknown[] {
+/**
+ * Decodes one frame body (after the header); throws BAD_FRAME. With `copy`, nothing in
+ * the result refers to `body`'s memory, so it may be overwritten at once.
+ */
+export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
   let frame: unknown
   try {
-    frame = packr.unpack(body)
+    frame = (copy ? copyingPackr : packr).unpack(body)
   } catch (err) {
     throw new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
   }

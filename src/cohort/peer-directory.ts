@@ -24,6 +24,8 @@ export interface SelfDescription {
   peerId: () => string
   addresses: () => string[]
   transports: () => string[]
+  /** Host identity (boot id and uid, hashed); peers with the same one may use shared memory. */
+  host?: () => string | undefined
   readonly incarnation: string
 }
 
@@ -35,6 +37,8 @@ export class PeerSession {
   state: PeerState = 'connected'
   readonly firstSeen = Date.now()
   lastHeard = Date.now()
+  /** The peer's host identity from its HELLO, if it sent one. */
+  host?: string
   /** State kept by the callee side for this caller (at-most-once table); reset on restart. */
   calleeState: unknown
 
@@ -62,8 +66,10 @@ export interface DirectoryEvents {
   peerUp: (session: PeerSession, restarted: boolean) => void
   /** A peer's last link closed. */
   peerDown: (session: PeerSession) => void
-  /** A frame from a peer after its handshake. */
-  frame: (session: PeerSession, frame: unknown[]) => void
+  /** A frame from a peer after its handshake, and the link it came on. */
+  frame: (session: PeerSession, frame: unknown[], link: Link) => void
+  /** One of a peer's links closed while others remain (calls in flight on it must be resent). */
+  linkDown?: (session: PeerSession, link: Link, reason: Error | undefined) => void
 }
 
 export interface DirectoryInit {
@@ -164,7 +170,8 @@ export class PeerDirectory {
       peerId: self.peerId(),
       incarnation: self.incarnation,
       addrs: self.addresses(),
-      transports: self.transports()
+      transports: self.transports(),
+      host: self.host?.()
     }
   }
 
@@ -230,6 +237,7 @@ export class PeerDirectory {
       session.transports = hello.transports
       session.learnedFrom = learnedFrom
     }
+    session.host = typeof hello.host === 'string' ? hello.host : undefined
     const bound = session
     bound.links.push(link)
     bound.state = 'connected'
@@ -241,14 +249,16 @@ export class PeerDirectory {
         link.close(this.refused(frame, link))
         return
       }
-      this.events.frame(bound, frame)
+      this.events.frame(bound, frame, link)
     }
-    link.onClose = () => {
+    link.onClose = reason => {
       const index = bound.links.indexOf(link)
       if (index >= 0) bound.links.splice(index, 1)
       if (bound.link() == null && bound.state === 'connected') {
         bound.state = 'disconnected'
         this.events.peerDown(bound)
+      } else if (index >= 0 && bound.state === 'connected') {
+        this.events.linkDown?.(bound, link, reason)
       }
     }
     this.events.peerUp(bound, restarted)

@@ -1,15 +1,18 @@
 /**
  * The plain object `debugInfo()` returns, and its `print()`: a few readable tables.
  */
-import { existsSync, readdirSync } from 'node:fs'
+import type { ArmInfo } from '../router/latency-bandit.js'
 import type { TransportName } from '../transports/transport.js'
 
 export interface TransportInfo {
   name: TransportName
   enabled: boolean
   available: boolean
-  /** Why an arm is unavailable. */
+  /** Why an arm is unavailable (or, for an emulated arm, that it is emulated). */
   reason?: string
+  /** shm: setups offered, accepted, established, failed. */
+  counters?: Record<string, number>
+  lastError?: string
 }
 
 export interface LinkInfo {
@@ -21,6 +24,8 @@ export interface LinkInfo {
   bytesIn: number
   bytesOut: number
   writes: number
+  /** shm links: doorbell rings sent and received, spin hits, sleeps, the spin window. */
+  shm?: Record<string, number>
 }
 
 export interface PeerInfo {
@@ -34,6 +39,8 @@ export interface PeerInfo {
   lastHeardMsAgo: number
   callsInFlight: number
   links: LinkInfo[]
+  /** The latency bandit's view of each arm to this peer: estimates per size class, choices, counts. */
+  bandit: ArmInfo[]
 }
 
 export interface ConnectionInfo {
@@ -60,15 +67,6 @@ export interface DebugInfo {
   print: (toStdout?: boolean) => string
 }
 
-/** Why the RDMA arm is unavailable on this machine, or undefined when a device is present. */
-export function rdmaUnavailableReason (): string | undefined {
-  const dir = '/sys/class/infiniband'
-  try {
-    if (existsSync(dir) && readdirSync(dir).length > 0) return 'an InfiniBand device exists, but the RDMA arm is a stub (no verbs code yet)'
-  } catch {}
-  return `no device under ${dir}`
-}
-
 export function withPrint (info: Omit<DebugInfo, 'print'>): DebugInfo {
   const out = info as DebugInfo
   Object.defineProperty(out, 'print', {
@@ -91,6 +89,12 @@ function render (info: Omit<DebugInfo, 'print'>): string {
   lines.push('', table(['peer', 'state', 'incarnation', 'in flight', 'learned from', 'last heard', 'links (transport dir frames in/out writes)'],
     info.peers.map(p => [p.name, p.state, p.incarnation, String(p.callsInFlight), p.learnedFrom, `${p.lastHeardMsAgo} ms ago`,
       p.links.map(l => `${l.transport} ${l.direction} ${l.framesIn}/${l.framesOut} ${l.writes}`).join('; ') || '-'])))
+  const arms = info.peers.flatMap(p => p.bandit.map(a => [p.name, a.transport,
+    `${a.estimatesUs.small ?? '-'} / ${a.estimatesUs.medium ?? '-'} / ${a.estimatesUs.large ?? '-'}`,
+    `${a.chosen.small} / ${a.chosen.medium} / ${a.chosen.large}`,
+    `${a.samples.small} / ${a.samples.medium} / ${a.samples.large}`,
+    String(a.failures), String(a.missingAcks), yes(a.masked)]))
+  lines.push('', table(['peer', 'arm', 'estimate µs (small/medium/large)', 'chosen', 'samples', 'failures', 'missing acks', 'masked'], arms))
   lines.push('', table(['connect()', 'state', 'peer', 'attempts', 'connects', 'last error'],
     info.connections.map(c => [c.address, c.state, c.peer ?? '-', String(c.attempts), String(c.connects), c.lastError ?? ''])))
   lines.push('', table(['function', 'kind', 'running', 'queued', 'batch', 'gathering'],

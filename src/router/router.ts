@@ -1,43 +1,87 @@
 /**
- * Where a frame goes. Outgoing: to the peer's link on an enabled transport (today only
- * tcp carries links; shm and rdma arrive with issue 4, and with them the latency bandit
- * that picks an arm per message), or back into this process for calls to our own name.
- * Incoming: CALL frames to the dispatcher, REPLY/ERROR/ACK to the call table.
+ * Where a frame goes. Outgoing: to one of the peer's links, on the arm (transport) the
+ * LatencyBandit ranks best for the frame's size among the enabled ones; a send that
+ * throws masks that arm and the next one is tried. Calls to our own name loop back
+ * in-process. Incoming: CALL frames to the dispatcher, REPLY/ERROR/ACK to the call table,
+ * PING/PONG to the bandit's probes, SHM_OFFER to the shm transport.
  *
  * ```ts
- * const router = new Router(directory, () => rpc.getName(), ['tcp'])
+ * const router = new Router(directory, () => rpc.getName(), ['tcp', 'shm'])
  * router.calls = callTable; router.dispatcher = dispatcher
- * router.send('host', frame)  // false when 'host' has no link now
+ * router.send('host', frame, callId)  // false when 'host' has no link now
  * ```
+ *
+ * Probes: while frames of a size class flow to a peer with more than one arm, every arm
+ * gets a PING of about that size every `PROBE_INTERVAL_MS[class]` and its PONG's round
+ * trip is a sample. Nothing is probed while nothing is sent, so an idle peer costs
+ * nothing. Calls are timed only for their ack: a call with no REPLY, ERROR or ACK within
+ * `ackTimeoutMs` is a sample equal to that timeout on the arm it left on (a reply's time
+ * includes the handler's, so it says nothing about the arm).
  */
 import { logger } from '@libp2p/logger'
-import { decodeValue, FrameType, HEADER_BYTES } from '../codec/frame.js'
+import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../codec/frame.js'
 import type { CallTable } from '../calls/call-table.js'
 import type { CallerSlot, Dispatcher } from '../endpoints/dispatcher.js'
 import type { PeerDirectory, PeerSession } from '../cohort/peer-directory.js'
-import type { TransportName } from '../transports/transport.js'
+import { EmulatedRdmaLink, type RdmaEmulation } from '../transports/rdma/rdma-transport.js'
+import type { Link, TransportName } from '../transports/transport.js'
+import { LatencyBandit, PROBE_BYTES, sizeClassOf, type ArmInfo, type SizeClass } from './latency-bandit.js'
 
 const log = logger('cohort:router')
+
+const PROBE_INTERVAL_MS = [100, 1000, 2000]
+/** Calls (and probes) remembered for their ack at most; beyond, the oldest are let go. */
+const MAX_TRACKED = 65_536
 
 export interface RouterCounters {
   loopbackFrames: number
   unknownFrames: number
   unroutable: number
+  failovers: number
+  probes: number
+}
+
+export interface RouterOptions {
+  /** A call or probe unanswered this long is a sample of this size (ms, default 1000). */
+  ackTimeoutMs?: number
+  /** Turns the rdma stub into a loopback arm for tests (see rdma-transport.ts). */
+  emulateRdma?: RdmaEmulation
+}
+
+interface Tracked {
+  peer: string
+  arm: TransportName
+  size: SizeClass
+  /** performance.now() at send */
+  t0: number
 }
 
 export class Router {
   calls!: CallTable
   dispatcher!: Dispatcher
+  /** Receives SHM_OFFER frames (set by the Rpc when shm is available). */
+  onShmOffer?: (session: PeerSession, frame: unknown[], link: Link) => void
+  readonly bandit = new LatencyBandit()
   private readonly self: CallerSlot
   private enabled: Set<TransportName>
-  readonly counters: RouterCounters = { loopbackFrames: 0, unknownFrames: 0, unroutable: 0 }
+  readonly counters: RouterCounters = { loopbackFrames: 0, unknownFrames: 0, unroutable: 0, failovers: 0, probes: 0 }
+  private readonly ackTimeoutMs: number
+  private readonly emulation?: RdmaEmulation
+  private readonly emulated = new WeakMap<PeerSession, EmulatedRdmaLink>()
+  private readonly trackedCalls = new Map<number, Tracked>()
+  private readonly probes = new Map<number, Tracked>()
+  private readonly nextProbeAt = new Map<string, number[]>()
+  private nextNonce = 1
 
   constructor (
     private readonly directory: PeerDirectory,
     private readonly selfName: () => string,
-    transports: TransportName[]
+    transports: TransportName[],
+    options: RouterOptions = {}
   ) {
     this.enabled = new Set(transports)
+    this.ackTimeoutMs = options.ackTimeoutMs ?? 1000
+    this.emulation = options.emulateRdma
     const slot = { calleeState: undefined as unknown }
     this.self = Object.defineProperty(slot, 'name', { get: selfName, enumerable: true }) as CallerSlot
   }
@@ -50,8 +94,12 @@ export class Router {
     return [...this.enabled]
   }
 
-  /** Sends a frame to a peer by name; false when no enabled link reaches it now. */
-  send (peer: string, frame: Uint8Array): boolean {
+  isEnabled (transport: TransportName): boolean {
+    return this.enabled.has(transport)
+  }
+
+  /** Sends a frame to a peer by name; false when no enabled link reaches it now. `callId` marks a CALL frame. */
+  send (peer: string, frame: Uint8Array, callId?: number): boolean {
     if (peer === this.selfName()) {
       this.counters.loopbackFrames++
       queueMicrotask(() => {
@@ -63,20 +111,52 @@ export class Router {
       })
       return true
     }
-    const link = this.directory.linkFor(peer)
-    if (link == null || !this.enabled.has(link.transport)) {
+    const session = this.directory.get(peer)
+    const arms = session == null ? [] : this.eligible(session)
+    if (session == null || arms.length === 0) {
       this.counters.unroutable++
       return false
     }
-    try {
-      link.send(frame)
-    } catch {
-      // The link closed under us (or dropped itself past its queue bound): callers treat
+    const size = sizeClassOf(frame.byteLength)
+    // Probes go first, so they time the arm, not the wait behind this very frame.
+    if (arms.length > 1) this.probe(session, arms, size)
+    const first = arms.length === 1 ? arms[0] : arms[this.bandit.best(peer, arms, size, Date.now())]
+    let sent = this.trySend(peer, first, frame)
+    if (sent == null && arms.length > 1) {
+      // Fail over along the bandit's order; the failed arm is masked now and ranks last.
+      for (const transport of this.bandit.rank(peer, arms.map(l => l.transport), size)) {
+        const link = arms.find(l => l.transport === transport)
+        if (link == null || link === first) continue
+        this.counters.failovers++
+        sent = this.trySend(peer, link, frame)
+        if (sent != null) break
+      }
+    }
+    if (sent == null) {
+      // Every link closed under us (or dropped itself past its queue bound): callers treat
       // this as "no link now" and wait for the next one, as for any lost link.
       this.counters.unroutable++
       return false
     }
+    this.bandit.chose(peer, sent.transport, size)
+    if (callId != null) this.track(this.trackedCalls, callId, { peer, arm: sent.transport, size, t0: performance.now() })
     return true
+  }
+
+  /** Estimates and counts per arm for one peer, for debugInfo. */
+  banditInfo (peer: string): ArmInfo[] {
+    return this.bandit.info(peer)
+  }
+
+  /** Counts calls and probes whose ack is overdue as samples; the Rpc calls this every second. */
+  sweep (now = performance.now()): void {
+    for (const map of [this.trackedCalls, this.probes]) {
+      for (const [key, t] of map) {
+        if (now - t.t0 < this.ackTimeoutMs) break // insertion order is send order
+        map.delete(key)
+        this.bandit.missingAck(t.peer, t.arm, t.size, this.ackTimeoutMs)
+      }
+    }
   }
 
   /** Directory event: a peer has a link. */
@@ -89,16 +169,105 @@ export class Router {
     this.calls.onPeerDown(session.name)
   }
 
-  /** A decoded frame from a peer (or from ourselves). */
-  receive (from: CallerSlot, frame: unknown[]): void {
+  /** Directory event: one of several links to a peer closed; what was in flight on it is resent. */
+  linkDown (session: PeerSession, link: Link): void {
+    log('%s link to %s closed; %d link(s) left', link.transport, session.name, session.links.length)
+    this.calls.onLinkLost(session.name)
+  }
+
+  /** A decoded frame from a peer (or from ourselves), and the link it came on. */
+  receive (from: CallerSlot, frame: unknown[], link?: Link): void {
     switch (frame[0]) {
       case FrameType.CALL: this.dispatcher.onCall(from, frame); break
-      case FrameType.REPLY: this.calls.onReply(from.name, frame[1], frame[2]); break
-      case FrameType.ERROR: this.calls.onError(from.name, frame); break
-      case FrameType.ACK: this.calls.onAck(from.name, frame[1]); break
+      case FrameType.REPLY: this.acked(from.name, frame[1]); this.calls.onReply(from.name, frame[1], frame[2]); break
+      case FrameType.ERROR: this.acked(from.name, frame[1]); this.calls.onError(from.name, frame); break
+      case FrameType.ACK: this.acked(from.name, frame[1]); this.calls.onAck(from.name, frame[1]); break
+      case FrameType.PING:
+        try {
+          link?.send(encodeFrame([FrameType.PONG, frame[1]]))
+        } catch {}
+        break
+      case FrameType.PONG: this.ponged(from.name, frame[1]); break
+      case FrameType.SHM_OFFER:
+        if (link != null && 'links' in from) this.onShmOffer?.(from as PeerSession, frame, link)
+        break
       default:
         this.counters.unknownFrames++
         log('ignoring frame type %s from %s', frame[0], from.name)
     }
+  }
+
+  /** Open links to the peer on enabled arms: the newest per transport, plus the emulated rdma arm. */
+  private eligible (session: PeerSession): Link[] {
+    // A fresh array: a send below may close a link and re-enter send() for a resend.
+    const arms: Link[] = []
+    let carrier: Link | undefined
+    for (let i = session.links.length - 1; i >= 0; i--) {
+      const link = session.links[i]
+      if (!link.open) continue
+      if (carrier == null || link.transport === 'shm') carrier = link
+      if (!this.enabled.has(link.transport)) continue
+      if (!arms.some(a => a.transport === link.transport)) arms.push(link)
+    }
+    if (this.emulation != null && this.enabled.has('rdma') && carrier != null) {
+      let rdma = this.emulated.get(session)
+      if (rdma == null) this.emulated.set(session, rdma = new EmulatedRdmaLink(this.emulation, carrier))
+      rdma.carrier = carrier
+      arms.push(rdma)
+    }
+    return arms
+  }
+
+  private trySend (peer: string, link: Link, frame: Uint8Array): Link | undefined {
+    try {
+      link.send(frame)
+      return link
+    } catch {
+      this.bandit.fail(peer, link.transport)
+      return undefined
+    }
+  }
+
+  private probe (session: PeerSession, arms: Link[], size: SizeClass): void {
+    const now = performance.now()
+    let next = this.nextProbeAt.get(session.name)
+    if (next == null) this.nextProbeAt.set(session.name, next = [0, 0, 0])
+    if (now < next[size]) return
+    next[size] = now + PROBE_INTERVAL_MS[size]
+    this.sweep(now)
+    const padding = PROBE_BYTES[size] > 0 ? new Uint8Array(PROBE_BYTES[size]) : undefined
+    for (const link of [...arms]) {
+      const nonce = this.nextNonce++
+      const frame = encodeFrame(padding == null ? [FrameType.PING, nonce] : [FrameType.PING, nonce, padding])
+      try {
+        link.send(frame)
+      } catch {
+        this.bandit.fail(session.name, link.transport)
+        continue
+      }
+      this.counters.probes++
+      this.track(this.probes, nonce, { peer: session.name, arm: link.transport, size, t0: now })
+    }
+  }
+
+  private ponged (peer: string, nonce: unknown): void {
+    const t = typeof nonce === 'number' ? this.probes.get(nonce) : undefined
+    if (t == null || t.peer !== peer) return
+    this.probes.delete(nonce as number)
+    let us = (performance.now() - t.t0) * 1000
+    if (t.arm === 'rdma' && this.emulation != null) us = 2 * this.emulation.latencyUs
+    this.bandit.sample(peer, t.arm, t.size, us)
+  }
+
+  private acked (peer: string, id: unknown): void {
+    if (typeof id !== 'number') return
+    const t = this.trackedCalls.get(id)
+    if (t != null && t.peer === peer) this.trackedCalls.delete(id)
+  }
+
+  private track (map: Map<number, Tracked>, key: number, t: Tracked): void {
+    map.delete(key)
+    map.set(key, t)
+    if (map.size > MAX_TRACKED) map.delete(map.keys().next().value as number)
   }
 }

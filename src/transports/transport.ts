@@ -46,8 +46,16 @@ export interface LinkStats {
   writes: number
 }
 
+/** Whether an arm can carry links on this machine, and why not. */
+export interface TransportAvailability {
+  available: boolean
+  reason?: string
+}
+
 export interface Transport {
   readonly name: TransportName
+  /** Whether this transport works here (tcp: always; shm: the addon loaded; rdma: a device). */
+  availability?: () => TransportAvailability
   /** Binds the given addresses (none for a dial-only peer). */
   start: (listen: string[]) => Promise<void>
   /** Addresses bound, in the form `connect` accepts. */

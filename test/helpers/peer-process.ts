@@ -18,6 +18,8 @@ export interface PeerConfig {
   rpc?: Record<string, unknown>
   listen?: string
   connect?: string[]
+  /** Extra environment variables of the child (COHORT_SHM_DISABLE=1, ...). */
+  env?: Record<string, string>
 }
 
 export class RemoteError extends Error {
@@ -53,7 +55,7 @@ export class PeerProcess {
   }
 
   static async start (config: PeerConfig, script = PEER_SCRIPT): Promise<PeerProcess> {
-    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env } })
     const hello = await new Promise<any>((resolve, reject) => {
       const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('peer did not start within 30 s')) }, 30_000)
       child.once('message', (msg: any) => {

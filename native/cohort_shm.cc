@@ -1,0 +1,496 @@
+/*
+ * cohort's shared-memory addon: the few system calls the shm transport needs, and
+ * nothing of the ring's hot path (JavaScript reads and writes the ring in place through
+ * the external ArrayBuffer `mapSegment` returns, so a message costs no native call).
+ *
+ *   const native = require('./build/Release/cohort_shm.node')
+ *   const fd = native.createSegment(1 << 20)          // memfd, 0600, sealed, never named
+ *   const memory = native.mapSegment(fd)              // ArrayBuffer over MAP_SHARED memory
+ *   const bell = native.eventfd()
+ *   const watcher = new native.Watcher(bell, true, events => { ... })  // uv_poll, this loop
+ *   watcher.start(); native.ring(bell)
+ *
+ * Every failing system call throws an Error whose `code` is the errno's name (EMFILE,
+ * ECONNREFUSED, ...) and whose message names the call. Layout: see ring_layout.h.
+ */
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ring_layout.h"
+
+#define MAX_FDS 8
+#define MAX_MESSAGE 4096
+
+static Napi::Value throw_errno(Napi::Env env, const char *what, int err) {
+  const char *name = strerrorname_np(err);
+  char message[256];
+  snprintf(message, sizeof message, "%s failed: %s (%s)", what, strerror(err), name != nullptr ? name : "E?");
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, name != nullptr ? name : "EUNKNOWN"));
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, what));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+static Napi::Value throw_type(Napi::Env env, const char *message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+static bool int_arg(const Napi::CallbackInfo &info, size_t i, int64_t *out) {
+  if (info.Length() <= i || !info[i].IsNumber()) return false;
+  *out = info[i].As<Napi::Number>().Int64Value();
+  return true;
+}
+
+static uint32_t *word(uint8_t *base, size_t offset) {
+  return reinterpret_cast<uint32_t *>(base + offset);
+}
+
+/* layout(): the offsets of ring_layout.h, so JavaScript has no second copy of them. */
+static Napi::Value Layout(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("magic", COHORT_SHM_MAGIC);
+  o.Set("version", COHORT_SHM_VERSION);
+  o.Set("offMagic", COHORT_OFF_MAGIC);
+  o.Set("offVersion", COHORT_OFF_VERSION);
+  o.Set("offRingBytes", COHORT_OFF_RING_BYTES);
+  o.Set("offClosedBy", COHORT_OFF_CLOSED_BY);
+  o.Set("offRing0", COHORT_OFF_RING0);
+  o.Set("ringStride", COHORT_RING_STRIDE);
+  o.Set("ringHead", COHORT_RING_HEAD);
+  o.Set("ringTail", COHORT_RING_TAIL);
+  o.Set("ringSleeping", COHORT_RING_SLEEPING);
+  o.Set("ringWaiting", COHORT_RING_WAITING);
+  o.Set("ringConsumerCpu", COHORT_RING_CONSUMER_CPU);
+  o.Set("headerBytes", COHORT_HEADER_BYTES);
+  o.Set("recordMore", COHORT_RECORD_MORE);
+  return o;
+}
+
+/*
+ * createSegment(ringBytes) -> fd. An anonymous memfd (never in /dev/shm, gone when the
+ * last fd and mapping go), mode 0600, sealed against shrinking and growing so the peer
+ * cannot make our mapping fault with SIGBUS, header initialised.
+ */
+static Napi::Value CreateSegment(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t ring_bytes;
+  if (!int_arg(info, 0, &ring_bytes) || ring_bytes < 4096 || ring_bytes > (1 << 30) || (ring_bytes & (ring_bytes - 1)) != 0) {
+    return throw_type(env, "createSegment(ringBytes): ringBytes must be a power of two from 4096 to 2^30");
+  }
+  size_t total = COHORT_HEADER_BYTES + 2 * (size_t)ring_bytes;
+  int fd = memfd_create("cohort-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno);
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)total) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "memfd setup (fchmod/ftruncate/F_ADD_SEALS)", err);
+  }
+  void *p = mmap(nullptr, COHORT_HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "mmap", err);
+  }
+  uint8_t *base = static_cast<uint8_t *>(p);
+  __atomic_store_n(word(base, COHORT_OFF_VERSION), COHORT_SHM_VERSION, __ATOMIC_RELAXED);
+  __atomic_store_n(word(base, COHORT_OFF_RING_BYTES), (uint32_t)ring_bytes, __ATOMIC_RELAXED);
+  /* Release: whoever reads the magic with acquire sees the fields above. */
+  __atomic_store_n(word(base, COHORT_OFF_MAGIC), COHORT_SHM_MAGIC, __ATOMIC_RELEASE);
+  munmap(p, COHORT_HEADER_BYTES);
+  return Napi::Number::New(env, fd);
+}
+
+static void unmap_finalizer(Napi::Env, void *data, size_t *length) {
+  munmap(data, *length);
+  delete length;
+}
+
+/*
+ * mapSegment(fd) -> ArrayBuffer over the whole segment, pre-faulted. Checks what a
+ * misbehaving peer could send instead of a segment: not sealed, wrong size, bad header.
+ */
+static Napi::Value MapSegment(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!int_arg(info, 0, &fd) || fd < 0) return throw_type(env, "mapSegment(fd): fd must be a file descriptor");
+  int seals = fcntl((int)fd, F_GET_SEALS);
+  if (seals < 0) return throw_errno(env, "fcntl(F_GET_SEALS)", errno);
+  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    return throw_errno(env, "mapSegment: segment is not sealed against resizing", EPERM);
+  }
+  struct stat st;
+  if (fstat((int)fd, &st) != 0) return throw_errno(env, "fstat", errno);
+  if (st.st_size < COHORT_HEADER_BYTES + 2 * 4096 || st.st_size > COHORT_HEADER_BYTES + 2 * ((off_t)1 << 30)) {
+    return throw_errno(env, "mapSegment: segment size", EINVAL);
+  }
+  size_t total = (size_t)st.st_size;
+  void *p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, (int)fd, 0);
+  if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
+  uint8_t *base = static_cast<uint8_t *>(p);
+  uint32_t magic = __atomic_load_n(word(base, COHORT_OFF_MAGIC), __ATOMIC_ACQUIRE);
+  uint32_t version = __atomic_load_n(word(base, COHORT_OFF_VERSION), __ATOMIC_RELAXED);
+  uint32_t ring_bytes = __atomic_load_n(word(base, COHORT_OFF_RING_BYTES), __ATOMIC_RELAXED);
+  if (magic != COHORT_SHM_MAGIC || version != COHORT_SHM_VERSION || (ring_bytes & (ring_bytes - 1)) != 0 ||
+      COHORT_HEADER_BYTES + 2 * (size_t)ring_bytes != total) {
+    munmap(p, total);
+    return throw_errno(env, "mapSegment: segment header (magic, version or ring size)", EINVAL);
+  }
+  return Napi::ArrayBuffer::New(env, p, total, unmap_finalizer, new size_t(total));
+}
+
+/* unmapSegment(buffer): detaches the ArrayBuffer (views become empty), which lets the finalizer unmap it. */
+static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) return throw_type(env, "unmapSegment(buffer): an ArrayBuffer from mapSegment");
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  if (!buffer.IsDetached()) buffer.Detach();
+  return env.Undefined();
+}
+
+static Napi::Value EventFd(const Napi::CallbackInfo &info) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return throw_errno(info.Env(), "eventfd", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+/* ring(fd): writes the doorbell. A full counter (EAGAIN) already means "wake up". */
+static Napi::Value Ring(const Napi::CallbackInfo &info) {
+  int64_t fd;
+  if (!int_arg(info, 0, &fd)) return throw_type(info.Env(), "ring(fd)");
+  uint64_t one = 1;
+  if (write((int)fd, &one, sizeof one) < 0 && errno != EAGAIN) return throw_errno(info.Env(), "write(eventfd)", errno);
+  return info.Env().Undefined();
+}
+
+static Napi::Value CloseFd(const Napi::CallbackInfo &info) {
+  int64_t fd;
+  if (!int_arg(info, 0, &fd)) return throw_type(info.Env(), "closeFd(fd)");
+  if (close((int)fd) != 0 && errno != EINTR) return throw_errno(info.Env(), "close", errno);
+  return info.Env().Undefined();
+}
+
+static Napi::Value CurrentCpu(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), sched_getcpu());
+}
+
+/* Abstract-namespace address: a leading NUL, nothing on the file system to clean up. */
+static socklen_t abstract_address(struct sockaddr_un *addr, const std::string &name) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  size_t n = name.size() < sizeof addr->sun_path - 1 ? name.size() : sizeof addr->sun_path - 1;
+  memcpy(addr->sun_path + 1, name.data(), n);
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+/* unixListen() -> { fd, name }: a SEQPACKET listener at a random abstract name. */
+static Napi::Value UnixListen(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint8_t random[16];
+  if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) return throw_errno(env, "getrandom", errno);
+  char name[64] = "cohort-shm-";
+  for (size_t i = 0; i < sizeof random; i++) snprintf(name + 11 + 2 * i, 3, "%02x", random[i]);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_UNIX)", errno);
+  struct sockaddr_un addr;
+  socklen_t len = abstract_address(&addr, name);
+  if (bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 4) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind/listen(AF_UNIX)", err);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fd", fd);
+  o.Set("name", name);
+  return o;
+}
+
+/* unixAccept(fd) -> fd, or -1 when nobody is waiting. */
+static Napi::Value UnixAccept(const Napi::CallbackInfo &info) {
+  int64_t fd;
+  if (!int_arg(info, 0, &fd)) return throw_type(info.Env(), "unixAccept(fd)");
+  int c = accept4((int)fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (c < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Napi::Number::New(info.Env(), -1);
+    return throw_errno(info.Env(), "accept4", errno);
+  }
+  return Napi::Number::New(info.Env(), c);
+}
+
+/* unixConnect(name) -> fd. A local SEQPACKET connect completes at once or fails. */
+static Napi::Value UnixConnect(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return throw_type(env, "unixConnect(name)");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_UNIX)", errno);
+  struct sockaddr_un addr;
+  socklen_t len = abstract_address(&addr, name);
+  if (connect(fd, (struct sockaddr *)&addr, len) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "connect(AF_UNIX)", err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+/* peerCredentials(fd) -> { pid, uid }: who is at the other end, as the kernel says. */
+static Napi::Value PeerCredentials(const Napi::CallbackInfo &info) {
+  int64_t fd;
+  if (!int_arg(info, 0, &fd)) return throw_type(info.Env(), "peerCredentials(fd)");
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return throw_errno(info.Env(), "getsockopt(SO_PEERCRED)", errno);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("pid", cred.pid);
+  o.Set("uid", cred.uid);
+  return o;
+}
+
+/* sendMessage(fd, bytes, fds) -> true, or false when the socket buffer is full. fds travel by SCM_RIGHTS. */
+static Napi::Value SendMessage(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!int_arg(info, 0, &fd) || info.Length() < 3 || !info[1].IsTypedArray() || !info[2].IsArray()) {
+    return throw_type(env, "sendMessage(fd, Uint8Array, number[])");
+  }
+  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+  Napi::Array list = info[2].As<Napi::Array>();
+  uint32_t nfds = list.Length();
+  if (nfds > MAX_FDS || data.ByteLength() > MAX_MESSAGE || data.ByteLength() == 0) return throw_type(env, "sendMessage: 1..4096 bytes and at most 8 fds");
+  int fds[MAX_FDS];
+  for (uint32_t i = 0; i < nfds; i++) {
+    Napi::Value v = list[i];
+    if (!v.IsNumber()) return throw_type(env, "sendMessage: fds must be numbers");
+    fds[i] = v.As<Napi::Number>().Int32Value();
+  }
+  struct iovec iov = { data.Data(), data.ByteLength() };
+  union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)]; } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  if (sendmsg((int)fd, &msg, MSG_NOSIGNAL) < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    return throw_errno(env, "sendmsg", errno);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+/*
+ * receiveMessage(fd) -> undefined when nothing is there, else { data, fds }; empty data
+ * means the other end closed. Received fds are close-on-exec.
+ */
+static Napi::Value ReceiveMessage(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!int_arg(info, 0, &fd)) return throw_type(env, "receiveMessage(fd)");
+  uint8_t buf[MAX_MESSAGE];
+  struct iovec iov = { buf, sizeof buf };
+  union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)]; } control;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  ssize_t n = recvmsg((int)fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return env.Undefined();
+    if (errno == ECONNRESET) n = 0;
+    else return throw_errno(env, "recvmsg", errno);
+  }
+  Napi::Array fds = Napi::Array::New(env);
+  uint32_t count = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *received = reinterpret_cast<int *>(CMSG_DATA(c));
+    for (size_t i = 0; i < k; i++) fds.Set(count++, received[i]);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, buf, (size_t)n));
+  o.Set("fds", fds);
+  o.Set("truncated", (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0);
+  return o;
+}
+
+/*
+ * Watcher: a uv_poll on one fd, on this thread's loop (no helper thread). For an
+ * eventfd doorbell it drains the counter before calling back. The callback gets
+ * (readable, hangup, errorName). The handle is unref'd: an idle shm link does not keep
+ * the process alive (the TCP link beside it does).
+ */
+struct WatcherHandle {
+  uv_poll_t poll;
+  int fd;
+  bool drain;
+  bool closing;
+  class Watcher *owner;
+};
+
+class Watcher : public Napi::ObjectWrap<Watcher> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Watcher", {
+      InstanceMethod("start", &Watcher::Start),
+      InstanceMethod("stop", &Watcher::Stop),
+      InstanceMethod("close", &Watcher::Close),
+    });
+  }
+
+  Watcher(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Watcher>(info) {
+    Napi::Env env = info.Env();
+    int64_t fd;
+    if (!int_arg(info, 0, &fd) || info.Length() < 3 || !info[2].IsFunction()) {
+      throw_type(env, "new Watcher(fd, drainEventfd, callback)");
+      return;
+    }
+    callback_ = Napi::Persistent(info[2].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "cohort:shm-watcher");
+    handle_ = new WatcherHandle();
+    handle_->fd = (int)fd;
+    handle_->drain = info[1].ToBoolean().Value();
+    handle_->closing = false;
+    handle_->owner = this;
+    uv_loop_t *loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    int rc = uv_poll_init(loop, &handle_->poll, handle_->fd);
+    if (rc != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      throw_errno(env, "uv_poll_init", -rc);
+      return;
+    }
+    handle_->poll.data = handle_;
+    uv_unref(reinterpret_cast<uv_handle_t *>(&handle_->poll));
+    env_ = env;
+    // A worker thread may end without closing us: close the handle before its loop goes.
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+  }
+
+  ~Watcher() override {
+    // Finalized while the handle is still open: close it; the handle outlives us.
+    if (handle_ != nullptr) CloseHandle();
+  }
+
+ private:
+  static void OnPoll(uv_poll_t *poll, int status, int events) {
+    WatcherHandle *h = static_cast<WatcherHandle *>(poll->data);
+    if (h->closing || h->owner == nullptr) return;
+    if (h->drain && status == 0 && (events & UV_READABLE) != 0) {
+      uint64_t value;
+      while (read(h->fd, &value, sizeof value) == (ssize_t)sizeof value) {}
+    }
+    h->owner->Deliver(status, events);
+  }
+
+  void Deliver(int status, int events) {
+    Napi::Env env = callback_.Env();
+    Napi::HandleScope scope(env);
+    napi_value args[3] = {
+      Napi::Boolean::New(env, (events & UV_READABLE) != 0),
+      Napi::Boolean::New(env, (events & UV_DISCONNECT) != 0),
+      status < 0 ? Napi::String::New(env, uv_err_name(status)) : env.Undefined(),
+    };
+    // napi_make_callback runs the microtasks the callback queued, as any I/O callback
+    // does. The JavaScript side catches its own errors; an exception still pending here
+    // (a worker being terminated) is dropped rather than thrown into a dying env.
+    napi_value result;
+    if (napi_make_callback(env, *context_, env.Global(), callback_.Value(), 3, args, &result) != napi_ok) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+
+  static void CleanupHook(void *arg) {
+    Watcher *self = static_cast<Watcher *>(arg);
+    if (self->handle_ != nullptr) self->CloseHandle();
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo &info) {
+    if (handle_ == nullptr) return throw_errno(info.Env(), "Watcher.start: watcher is closed", EBADF);
+    int rc = uv_poll_start(&handle_->poll, UV_READABLE | UV_DISCONNECT, OnPoll);
+    if (rc != 0) return throw_errno(info.Env(), "uv_poll_start", -rc);
+    if (!started_) { Ref(); started_ = true; }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo &info) {
+    if (handle_ != nullptr) uv_poll_stop(&handle_->poll);
+    if (started_) { started_ = false; Unref(); }
+    return info.Env().Undefined();
+  }
+
+  /* close(): stops watching; the fd itself is the caller's to close (after this). */
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (handle_ != nullptr) CloseHandle();
+    if (started_) { started_ = false; Unref(); }
+    return info.Env().Undefined();
+  }
+
+  void CloseHandle() {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    handle_->closing = true;
+    handle_->owner = nullptr;
+    uv_poll_stop(&handle_->poll);
+    uv_close(reinterpret_cast<uv_handle_t *>(&handle_->poll), [](uv_handle_t *h) {
+      delete static_cast<WatcherHandle *>(h->data);
+    });
+    handle_ = nullptr;
+  }
+
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+  WatcherHandle *handle_ = nullptr;
+  napi_env env_ = nullptr;
+  bool started_ = false;
+};
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("layout", Napi::Function::New(env, Layout));
+  exports.Set("createSegment", Napi::Function::New(env, CreateSegment));
+  exports.Set("mapSegment", Napi::Function::New(env, MapSegment));
+  exports.Set("unmapSegment", Napi::Function::New(env, UnmapSegment));
+  exports.Set("eventfd", Napi::Function::New(env, EventFd));
+  exports.Set("ring", Napi::Function::New(env, Ring));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("currentCpu", Napi::Function::New(env, CurrentCpu));
+  exports.Set("unixListen", Napi::Function::New(env, UnixListen));
+  exports.Set("unixAccept", Napi::Function::New(env, UnixAccept));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials));
+  exports.Set("sendMessage", Napi::Function::New(env, SendMessage));
+  exports.Set("receiveMessage", Napi::Function::New(env, ReceiveMessage));
+  exports.Set("Watcher", Watcher::Init(env));
+  return exports;
+}
+
+NODE_API_MODULE(cohort_shm, Init)

@@ -1,0 +1,193 @@
+/**
+ * Which transport ("arm") carries the next message to a peer. Per (peer, arm) it keeps a
+ * peak-EWMA latency estimate per message-size class: a sample above the estimate
+ * replaces it at once (a spike is believed immediately), a sample below pulls it down
+ * with a weight that grows with the time since the last sample (time constant `tauMs`),
+ * so a good arm that had one bad moment comes back within a second or so.
+ *
+ * Samples come from probes (the router sends PING on each arm while traffic flows and
+ * times the PONG) and from missing acks: a call or probe left unanswered for
+ * `ackTimeoutMs` counts as a sample of that size. A send that throws masks the arm for
+ * `maskMs`. An arm with no estimate yet is ranked by its prior. best() treats arms
+ * within a factor 1 / `tieRatio` of the best as tied and takes the lowest prior among
+ * them (shm, then rdma, then tcp): on a loaded machine, scheduling delays that hit
+ * every arm alike should not make the choice flap.
+ *
+ * ```ts
+ * const bandit = new LatencyBandit()
+ * const [best] = bandit.rank('host', ['tcp', 'shm'], sizeClassOf(frame.byteLength))
+ * bandit.sample('host', 'shm', 0, 12)      // µs
+ * bandit.fail('host', 'shm')               // masked for a while; rank() skips it
+ * ```
+ *
+ * moolib's scheme (a softmax over "won against the others" EWMAs, latency per 128-byte
+ * unit) is the reference point; this one is deterministic, which keeps tests honest.
+ */
+import type { TransportName } from '../transports/transport.js'
+
+/** Size classes: up to 4 KiB, up to 1 MiB, larger. */
+export const SIZE_CLASSES = ['small', 'medium', 'large'] as const
+export type SizeClass = 0 | 1 | 2
+
+export function sizeClassOf (bytes: number): SizeClass {
+  return bytes <= 4096 ? 0 : bytes <= 1024 * 1024 ? 1 : 2
+}
+
+/** Bytes of probe padding per class, so a probe costs about what that class costs. */
+export const PROBE_BYTES: readonly number[] = [0, 64 * 1024, 1024 * 1024]
+
+export interface LatencyBanditOptions {
+  /** Decay time constant of the estimate, ms (default 500). */
+  tauMs?: number
+  /** How long a failed arm is skipped, ms (default 1000). */
+  maskMs?: number
+  /** Estimate used before the first sample, µs. */
+  priorsUs?: Partial<Record<TransportName, number>>
+  /** Arms whose estimates are within best / tieRatio count as tied; the lowest prior wins (default 0.7). */
+  tieRatio?: number
+}
+
+class ArmState {
+  readonly estimateUs: number[] = [NaN, NaN, NaN]
+  readonly sampledAt: number[] = [0, 0, 0]
+  readonly samples: number[] = [0, 0, 0]
+  readonly chosen: number[] = [0, 0, 0]
+  failures = 0
+  missingAcks = 0
+  maskedUntil = 0
+}
+
+export interface ArmInfo {
+  transport: TransportName
+  /** Estimate per size class, µs (null: no sample yet). */
+  estimatesUs: Record<typeof SIZE_CLASSES[number], number | null>
+  samples: Record<typeof SIZE_CLASSES[number], number>
+  chosen: Record<typeof SIZE_CLASSES[number], number>
+  failures: number
+  missingAcks: number
+  masked: boolean
+}
+
+const DEFAULT_PRIORS: Record<TransportName, number> = { shm: 20, rdma: 50, tcp: 500 }
+
+export class LatencyBandit {
+  private readonly peers = new Map<string, Map<TransportName, ArmState>>()
+  private readonly tauMs: number
+  private readonly maskMs: number
+  private readonly priors: Record<TransportName, number>
+  private readonly tieRatio: number
+
+  constructor (options: LatencyBanditOptions = {}) {
+    this.tauMs = options.tauMs ?? 500
+    this.maskMs = options.maskMs ?? 1000
+    this.priors = { ...DEFAULT_PRIORS, ...options.priorsUs }
+    this.tieRatio = options.tieRatio ?? 0.7
+  }
+
+  /** The arms in order of preference for a message of class `size`; masked arms go last. */
+  rank (peer: string, arms: readonly TransportName[], size: SizeClass, now = Date.now()): TransportName[] {
+    if (arms.length < 2) return [...arms]
+    const cost = (arm: TransportName): number => {
+      const state = this.arm(peer, arm)
+      const masked = state.maskedUntil > now ? 1e12 : 0
+      return masked + this.estimate(state, arm, size)
+    }
+    return [...arms].sort((x, y) => cost(x) - cost(y))
+  }
+
+  /**
+   * Index of the best arm in `arms` for class `size` (masked arms only when all are):
+   * the hot path's version of rank(), with no allocation.
+   */
+  best (peer: string, arms: ReadonlyArray<{ transport: TransportName }>, size: SizeClass, now: number): number {
+    let bestCost = Infinity
+    for (let i = 0; i < arms.length; i++) bestCost = Math.min(bestCost, this.cost(peer, arms[i].transport, size, now))
+    // Among the arms not clearly worse than the best (within 1 / tieRatio of it), the
+    // one cheaper by construction (lowest prior) wins: estimates that noise cannot tell
+    // apart do not make the choice flap message by message.
+    const limit = bestCost / this.tieRatio
+    let chosen = 0
+    let chosenPrior = Infinity
+    for (let i = 0; i < arms.length; i++) {
+      const transport = arms[i].transport
+      if (this.cost(peer, transport, size, now) <= limit && this.priors[transport] < chosenPrior) {
+        chosen = i
+        chosenPrior = this.priors[transport]
+      }
+    }
+    return chosen
+  }
+
+  private cost (peer: string, transport: TransportName, size: SizeClass, now: number): number {
+    const state = this.arm(peer, transport)
+    return (state.maskedUntil > now ? 1e12 : 0) + this.estimate(state, transport, size)
+  }
+
+  /** The arm carried a message of class `size`. */
+  chose (peer: string, arm: TransportName, size: SizeClass): void {
+    this.arm(peer, arm).chosen[size]++
+  }
+
+  /** A latency sample (µs) of a message of class `size` on `arm`. */
+  sample (peer: string, arm: TransportName, size: SizeClass, us: number, now = Date.now()): void {
+    const state = this.arm(peer, arm)
+    const old = state.estimateUs[size]
+    if (Number.isNaN(old) || us >= old) {
+      state.estimateUs[size] = us
+    } else {
+      const w = Math.exp(-(now - state.sampledAt[size]) / this.tauMs)
+      state.estimateUs[size] = old * w + us * (1 - w)
+    }
+    state.sampledAt[size] = now
+    state.samples[size]++
+  }
+
+  /** No ack within `timeoutMs`: a sample equal to the timeout. */
+  missingAck (peer: string, arm: TransportName, size: SizeClass, timeoutMs: number): void {
+    this.arm(peer, arm).missingAcks++
+    this.sample(peer, arm, size, timeoutMs * 1000)
+  }
+
+  /** A send on the arm threw: skip it for a while. */
+  fail (peer: string, arm: TransportName, now = Date.now()): void {
+    const state = this.arm(peer, arm)
+    state.failures++
+    state.maskedUntil = now + this.maskMs
+  }
+
+  forget (peer: string): void {
+    this.peers.delete(peer)
+  }
+
+  info (peer: string, now = Date.now()): ArmInfo[] {
+    const arms = this.peers.get(peer)
+    if (arms == null) return []
+    const byClass = <T>(f: (i: number) => T): Record<typeof SIZE_CLASSES[number], T> =>
+      ({ small: f(0), medium: f(1), large: f(2) })
+    return [...arms].map(([transport, s]) => ({
+      transport,
+      estimatesUs: byClass(i => Number.isNaN(s.estimateUs[i]) ? null : Math.round(s.estimateUs[i] * 10) / 10),
+      samples: byClass(i => s.samples[i]),
+      chosen: byClass(i => s.chosen[i]),
+      failures: s.failures,
+      missingAcks: s.missingAcks,
+      masked: s.maskedUntil > now
+    }))
+  }
+
+  /** The class's own estimate, else the nearest smaller class's, else the prior. */
+  private estimate (state: ArmState, arm: TransportName, size: SizeClass): number {
+    for (let c = size; c >= 0; c--) {
+      if (!Number.isNaN(state.estimateUs[c])) return state.estimateUs[c]
+    }
+    return this.priors[arm]
+  }
+
+  private arm (peer: string, arm: TransportName): ArmState {
+    let arms = this.peers.get(peer)
+    if (arms == null) this.peers.set(peer, arms = new Map())
+    let state = arms.get(arm)
+    if (state == null) arms.set(arm, state = new ArmState())
+    return state
+  }
+}

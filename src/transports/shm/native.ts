@@ -1,0 +1,100 @@
+/**
+ * Loads the shared-memory addon (native/cohort_shm.cc) once, lazily, and never throws:
+ * when it is missing (the build failed, another platform, COHORT_SHM_DISABLE=1) the
+ * reason is kept for debugInfo and the shm transport stays off; everything else works
+ * over TCP.
+ *
+ * ```ts
+ * const native = loadShmNative()
+ * if (native.addon == null) console.log('no shm:', native.reason)
+ * ```
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+
+/** Offsets of native/ring_layout.h, as the addon reports them. */
+export interface RingLayout {
+  magic: number
+  version: number
+  offMagic: number
+  offVersion: number
+  offRingBytes: number
+  offClosedBy: number
+  offRing0: number
+  ringStride: number
+  ringHead: number
+  ringTail: number
+  ringSleeping: number
+  ringWaiting: number
+  ringConsumerCpu: number
+  headerBytes: number
+  recordMore: number
+}
+
+export interface Watcher {
+  start: () => void
+  stop: () => void
+  close: () => void
+}
+
+/** The addon's exports; every system call error is thrown with `code` set to the errno name. */
+export interface ShmAddon {
+  layout: () => RingLayout
+  createSegment: (ringBytes: number) => number
+  mapSegment: (fd: number) => ArrayBuffer
+  unmapSegment: (buffer: ArrayBuffer) => void
+  eventfd: () => number
+  ring: (fd: number) => void
+  closeFd: (fd: number) => void
+  currentCpu: () => number
+  unixListen: () => { fd: number, name: string }
+  unixAccept: (fd: number) => number
+  unixConnect: (name: string) => number
+  peerCredentials: (fd: number) => { pid: number, uid: number }
+  sendMessage: (fd: number, data: Uint8Array, fds: number[]) => boolean
+  receiveMessage: (fd: number) => { data: Uint8Array, fds: number[], truncated: boolean } | undefined
+  Watcher: new (fd: number, drainEventfd: boolean, callback: (readable: boolean, hangup: boolean, error: string | undefined) => void) => Watcher
+}
+
+export interface ShmNative {
+  addon?: ShmAddon
+  /** Why shm is unavailable, when it is. */
+  reason?: string
+}
+
+let loaded: ShmNative | undefined
+
+// From src/transports/shm (tsx) or dist/src/transports/shm (compiled) up to the package root.
+const CANDIDATES = ['../../../build/Release/cohort_shm.node', '../../../../build/Release/cohort_shm.node']
+
+export function loadShmNative (): ShmNative {
+  loaded ??= load()
+  return loaded
+}
+
+function load (): ShmNative {
+  if (process.env.COHORT_SHM_DISABLE === '1') return { reason: 'disabled by COHORT_SHM_DISABLE=1' }
+  if (process.platform !== 'linux') return { reason: `shared memory needs Linux (memfd, eventfd), this is ${process.platform}` }
+  const require = createRequire(import.meta.url)
+  for (const candidate of CANDIDATES) {
+    const path = fileURLToPath(new URL(candidate, import.meta.url))
+    if (!existsSync(path)) continue
+    try {
+      return { addon: require(path) as ShmAddon }
+    } catch (err) {
+      return { reason: `the shm addon at ${path} failed to load: ${(err as Error).message}` }
+    }
+  }
+  return { reason: `the shm addon was not built${buildStatus()}; run \`npm run build:native\` (needs g++, make, python3 and Node's headers)` }
+}
+
+function buildStatus (): string {
+  for (const candidate of ['../../../build/cohort-shm-status.json', '../../../../build/cohort-shm-status.json']) {
+    try {
+      const status = JSON.parse(readFileSync(fileURLToPath(new URL(candidate, import.meta.url)), 'utf8')) as { reason?: string }
+      if (typeof status.reason === 'string') return ` (${status.reason})`
+    } catch {}
+  }
+  return ''
+}

@@ -1,0 +1,330 @@
+/**
+ * A `Link` over a shared-memory segment: frames go into this side's ring in place and
+ * come out of the peer's ring in place; no system call per message while both sides are
+ * busy. Wake-ups: each side has an eventfd doorbell watched by `uv_poll` on its own loop,
+ * rung only when the consumer said it sleeps (see ring.ts and native/ring_layout.h).
+ *
+ * While traffic is recent the consumer keeps polling its ring once per loop turn
+ * (`setImmediate`, so other I/O still runs) for an adaptive window; then it sets its
+ * sleeping flag and costs nothing until the doorbell rings. The window doubles when a
+ * wake-up came soon after falling asleep (spinning a little longer would have caught
+ * it) and halves when sleeps are long (sparse traffic: spinning is waste). It never
+ * spins when the process may use only one CPU (`availableParallelism()` follows the
+ * affinity mask, so two peers pinned to one CPU do not spin): there spinning only
+ * steals the time the peer needs to answer.
+ *
+ * The unix socket the segment came over stays open beside it: when the peer exits or is
+ * killed the kernel closes its end, the socket hangs up, and the link closes.
+ *
+ * NOT DONE: large byte payloads (tensors, big Uint8Arrays) are still serialised into the
+ * msgpack body and copied into and out of the ring; nothing is read in place or sent out
+ * of band yet. That needs the frame codec to carry byte ranges beside the body (the
+ * tensor codec, src/tensor/, is being written in parallel), so 16 MiB echoes reach a few
+ * hundred MB/s here, not the GB/s the ring itself can do.
+ *
+ * ```ts
+ * const link = new ShmLink({ native, memory, role: 'a', myBell, peerBell, socket, ... })
+ * link.onFrame = frame => { ... }
+ * link.send(encodeFrame([FrameType.ACK, 1]))
+ * ```
+ */
+import { availableParallelism } from 'node:os'
+import { logger } from '@libp2p/logger'
+import { decodeFrameBody, HEADER_BYTES } from '../../codec/frame.js'
+import { RpcError } from '../../errors/rpc-error.js'
+import { newLinkStats, type Link, type LinkStats } from '../transport.js'
+import type { ShmAddon, Watcher } from './native.js'
+import { RingConsumer, RingProducer } from './ring.js'
+
+const log = logger('cohort:shm')
+
+/** Bounds of the adaptive spin window, in ms. */
+const SPIN_MIN_MS = 0.2
+const SPIN_MAX_MS = 4
+const SPIN_START_MS = 1
+const SINGLE_CPU = availableParallelism() < 2
+
+export interface ShmLinkInit {
+  native: ShmAddon
+  memory: ArrayBuffer
+  /** 'a' created the segment and writes ring 0; 'b' attached and writes ring 1. */
+  role: 'a' | 'b'
+  /** Our doorbell (watched here) and the peer's (written here); both owned by the link. */
+  myBell: number
+  peerBell: number
+  /** The connected unix socket the fds came over; owned by the link. */
+  socket: number
+  remotePeerId: string
+  remoteAddress: string
+  direction: 'inbound' | 'outbound'
+  maxFrameBytes: number
+}
+
+/** Live links, so tests can reach one (see ShmLink.corruptForTest). */
+export const liveShmLinks = new Set<ShmLink>()
+
+export class ShmLink implements Link {
+  readonly transport = 'shm' as const
+  readonly remotePeerId: string
+  readonly remoteAddress: string
+  readonly direction: 'inbound' | 'outbound'
+  readonly stats: LinkStats = newLinkStats()
+  onClose: (reason: Error | undefined) => void = () => {}
+  /** Doorbell rings sent and received, spin windows that caught traffic: for debugInfo. */
+  readonly wakeups = { rung: 0, woken: 0, spinHits: 0, sleeps: 0 }
+
+  private readonly native: ShmAddon
+  private readonly memory: ArrayBuffer
+  private readonly producer: RingProducer
+  private readonly consumer: RingConsumer
+  private readonly bell: Watcher
+  private readonly hangup: Watcher
+  private readonly init: ShmLinkInit
+  private early?: unknown[][] = []
+  private frameHandler?: (frame: unknown[]) => void
+  private queue: Uint8Array[] = []
+  private queueAt = 0
+  private queuedBytes = 0
+  private readonly maxQueuedBytes: number
+  private closed = false
+  private asleep = false
+  private scheduled = false
+  private lastTraffic = performance.now()
+  private sleptAt = 0
+  private spinMs = SPIN_START_MS
+  private readonly closeHooks: Array<() => void> = []
+  private readonly pollBound = (): void => { this.poll() }
+  private readonly decodeBound = (bytes: Uint8Array): unknown[] => this.decode(bytes)
+
+  constructor (init: ShmLinkInit) {
+    this.init = init
+    this.native = init.native
+    this.memory = init.memory
+    this.remotePeerId = init.remotePeerId
+    this.remoteAddress = init.remoteAddress
+    this.direction = init.direction
+    this.maxQueuedBytes = 2 * init.maxFrameBytes
+    const layout = init.native.layout()
+    const mine = init.role === 'a' ? 0 : 1
+    this.producer = new RingProducer(init.memory, layout, mine)
+    this.consumer = new RingConsumer(init.memory, layout, mine === 0 ? 1 : 0, init.maxFrameBytes)
+    this.bell = new init.native.Watcher(init.myBell, true, () => { this.onBell() })
+    this.hangup = new init.native.Watcher(init.socket, false, (readable, hup, error) => { this.onSocket(readable, hup, error) })
+    this.bell.start()
+    this.hangup.start()
+    liveShmLinks.add(this)
+    this.schedule()
+  }
+
+  get onFrame (): (frame: unknown[]) => void {
+    return this.frameHandler ?? (() => {})
+  }
+
+  set onFrame (handler: (frame: unknown[]) => void) {
+    this.frameHandler = handler
+    const early = this.early
+    this.early = undefined
+    if (early != null) for (const frame of early) this.frameHandler?.(frame)
+  }
+
+  get open (): boolean {
+    return !this.closed
+  }
+
+  send (frame: Uint8Array): void {
+    if (this.closed) throw new RpcError('CLOSED', `shm link to ${this.remotePeerId} is closed`)
+    if (this.queuedBytes + frame.byteLength > this.maxQueuedBytes) {
+      const err = new RpcError('OVERLOADED', `shm link to ${this.remotePeerId}: over ${this.maxQueuedBytes} bytes queued while the peer does not read`)
+      this.close(err)
+      throw err
+    }
+    this.stats.framesOut++
+    this.stats.bytesOut += frame.byteLength
+    this.queue.push(frame)
+    this.queuedBytes += frame.byteLength
+    if (this.queue.length === 1) this.flush()
+  }
+
+  close (reason?: Error): void {
+    if (this.closed) return
+    try {
+      this.flush()
+    } catch {}
+    this.finish(reason)
+  }
+
+  addCloseHook (hook: () => void): void {
+    this.closeHooks.push(hook)
+  }
+
+  /** Test hook: scribbles over our ring's head (for good) so the peer finds its ring corrupt. */
+  corruptForTest (): void {
+    this.producer.corruptForTest()
+    this.native.ring(this.init.peerBell)
+  }
+
+  /** Spin window and wake-up counts, for debugInfo. */
+  details (): Record<string, number> {
+    return { ...this.wakeups, spinWindowUs: Math.round(this.spinMs * 1000) }
+  }
+
+  private flush (): void {
+    while (this.queue.length > 0 && !this.closed) {
+      const frame = this.queue[0]
+      this.queueAt = this.producer.write(frame, this.queueAt)
+      if (this.queueAt < frame.byteLength) {
+        // Full: publish what is in, and have the consumer ring us when it frees room.
+        if (this.producer.publish()) this.ring()
+        this.stats.writes++
+        if (this.producer.waitForRoom()) continue
+        return
+      }
+      this.queue.shift()
+      this.queuedBytes -= frame.byteLength
+      this.queueAt = 0
+    }
+    this.stats.writes++
+    if (this.producer.publish()) this.ring()
+  }
+
+  private ring (): void {
+    this.wakeups.rung++
+    this.native.ring(this.init.peerBell)
+  }
+
+  private schedule (): void {
+    if (this.scheduled || this.closed) return
+    this.scheduled = true
+    setImmediate(this.pollBound)
+  }
+
+  /** One look at the ring: read, write what waits, then spin on (next turn) or sleep. */
+  private poll (): void {
+    this.scheduled = false
+    if (this.closed) return
+    const framesBefore = this.stats.framesIn
+    const queuedBefore = this.queuedBytes
+    const queueAtBefore = this.queueAt
+    const frames: unknown[][] = []
+    try {
+      if (this.consumer.read(this.decodeBound, frames)) this.ring()
+    } catch (err) {
+      this.fail(err as Error)
+      return
+    }
+    for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
+    try {
+      if (this.queue.length > 0 && !this.closed) this.flush()
+    } catch (err) {
+      this.fail(err as Error)
+      return
+    }
+    if (this.closed) return
+    const now = performance.now()
+    if (this.stats.framesIn !== framesBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
+    if (now - this.lastTraffic < this.spinWindow()) {
+      this.schedule()
+      return
+    }
+    if (!this.consumer.sleep(this.native.currentCpu())) {
+      this.schedule()
+      return
+    }
+    this.asleep = true
+    this.sleptAt = now
+    this.wakeups.sleeps++
+  }
+
+  /** 0 when spinning cannot help: this process may run on one CPU only. */
+  private spinWindow (): number {
+    if (SINGLE_CPU) return 0
+    return this.spinMs
+  }
+
+  private onBell (): void {
+    if (this.closed) return
+    this.wakeups.woken++
+    if (this.asleep) {
+      this.asleep = false
+      const cpu = this.native.currentCpu()
+      this.consumer.awake(cpu)
+      const gap = performance.now() - this.sleptAt
+      // Slept only a little past the window: a longer window would have caught it.
+      if (gap < 2 * this.spinMs) this.spinMs = Math.min(SPIN_MAX_MS, this.spinMs * 2)
+      else if (gap > 50 * this.spinMs) this.spinMs = Math.max(SPIN_MIN_MS, this.spinMs / 2)
+    } else {
+      this.wakeups.spinHits++
+    }
+    this.lastTraffic = performance.now()
+    this.poll()
+  }
+
+  private onSocket (readable: boolean, hangup: boolean, error: string | undefined): void {
+    if (this.closed) return
+    let gone = hangup || error != null
+    if (readable && !gone) {
+      try {
+        const message = this.native.receiveMessage(this.init.socket)
+        if (message != null && message.data.byteLength === 0) gone = true
+        for (const fd of message?.fds ?? []) this.native.closeFd(fd)
+      } catch {
+        gone = true
+      }
+    }
+    if (!gone) return
+    // What the peer published before it went is good: take it, then close.
+    const frames: unknown[][] = []
+    try {
+      this.consumer.read(this.decodeBound, frames)
+    } catch {}
+    for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
+    if (this.closed) return
+    const midFrame = this.consumer.midFrame ? ' in the middle of a frame' : ''
+    this.finish(new RpcError('CLOSED', `shm link to ${this.remotePeerId}: the peer closed it or exited${midFrame}`))
+  }
+
+  /** Runs inside the ring read: copies everything out of the ring (see RingConsumer.read). */
+  private decode (bytes: Uint8Array): unknown[] {
+    this.stats.framesIn++
+    this.stats.bytesIn += bytes.byteLength
+    return decodeFrameBody(bytes.subarray(HEADER_BYTES), true)
+  }
+
+  private deliver (frame: unknown[]): void {
+    if (this.closed) return
+    if (this.early != null) {
+      this.early.push(frame)
+      return
+    }
+    try {
+      this.frameHandler?.(frame)
+    } catch (err) {
+      log.error('frame handler failed on a frame from %s: %e', this.remotePeerId, err)
+    }
+  }
+
+  /** Bad bytes: drop the link, never the process. */
+  private fail (err: Error): void {
+    log.error('closing shm link to %s: %s', this.remotePeerId, err.message)
+    this.finish(err)
+  }
+
+  private finish (reason: Error | undefined): void {
+    if (this.closed) return
+    this.closed = true
+    this.queue = []
+    this.queuedBytes = 0
+    liveShmLinks.delete(this)
+    this.bell.close()
+    this.hangup.close()
+    for (const fd of [this.init.socket, this.init.myBell, this.init.peerBell]) {
+      try {
+        this.native.closeFd(fd)
+      } catch {}
+    }
+    // Views over the segment become empty; the mapping goes with the last of them.
+    this.native.unmapSegment(this.memory)
+    for (const hook of this.closeHooks) hook()
+    this.onClose(reason)
+  }
+}

@@ -1,0 +1,167 @@
+import { readdirSync } from 'node:fs'
+import test, { type ExecutionContext } from 'ava'
+import { Rpc } from '../src/index.js'
+import { loadShmNative } from '../src/transports/shm/native.js'
+import { PeerProcess, eventually } from './helpers/peer-process.js'
+
+const shm = loadShmNative().addon != null ? test : test.skip
+
+/** Fails the test if it leaves anything in /dev/shm (the segment is a memfd: it never should). */
+function noDevShmLeftovers (t: ExecutionContext): void {
+  const before = new Set(readdirSync('/dev/shm'))
+  t.teardown(() => {
+    const added = readdirSync('/dev/shm').filter(name => !before.has(name))
+    if (added.length > 0) throw new Error(`left in /dev/shm: ${added.join(', ')}`)
+  })
+}
+
+/** A host and a client process on this machine; resolves once the client's shm link to the host is up. */
+async function pair (t: ExecutionContext, host: string, client: Record<string, unknown> = {}, env?: Record<string, string>): Promise<{ host: PeerProcess, client: PeerProcess }> {
+  noDevShmLeftovers(t)
+  const h = await PeerProcess.start({ rpc: { name: host }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await h.kill())
+  const c = await PeerProcess.start({ rpc: client, connect: [h.addresses[0]], env })
+  t.teardown(async () => await c.kill())
+  await eventually(async () => await c.call(host, 'add', 1, 2))
+  return { host: h, client: c }
+}
+
+function links (info: any, peer: string, transport: string): any[] {
+  return info.peers.find((p: any) => p.name === peer)?.links.filter((l: any) => l.transport === transport) ?? []
+}
+
+function arm (info: any, peer: string, transport: string): any {
+  return info.peers.find((p: any) => p.name === peer)?.bandit.find((a: any) => a.transport === transport)
+}
+
+async function shmUp (client: PeerProcess, peer: string): Promise<void> {
+  await eventually(async () => {
+    if (links(await client.request('debug'), peer, 'shm').length === 0) throw new Error('no shm link yet')
+  }, 40, 250)
+}
+
+shm('shm - two processes on one host set up shared memory by themselves and the bandit sends on it', async t => {
+  const { client } = await pair(t, 'shm-host')
+  await shmUp(client, 'shm-host')
+  t.deepEqual(await client.request('calls', { peer: 'shm-host', fn: 'echo', args: [new Uint8Array(64)], count: 500, concurrency: 4 }), { ok: 500 })
+  const info = await client.request('debug')
+  const [link] = links(info, 'shm-host', 'shm')
+  // Most of them: on this shared, loaded machine a load spike may divert a few to tcp.
+  t.true(link.framesOut >= 300, `shm carried ${link.framesOut} frames`)
+  t.true(arm(info, 'shm-host', 'shm').chosen.small > arm(info, 'shm-host', 'tcp').chosen.small)
+  t.true(info.transports.find((x: any) => x.name === 'shm').available)
+})
+
+shm('shm - setTransports([tcp]) sends everything over TCP; allowing shm again uses it again', async t => {
+  const { client } = await pair(t, 'shm-switch')
+  await shmUp(client, 'shm-switch')
+  await client.request('setTransports', { transports: ['tcp'] })
+  const before = links(await client.request('debug'), 'shm-switch', 'shm')[0].framesOut
+  t.deepEqual(await client.request('calls', { peer: 'shm-switch', fn: 'add', args: [1, 2], count: 200, concurrency: 4 }), { ok: 200 })
+  const after = await client.request('debug')
+  // Only answers to the host's own probes (PONG) may still leave on shm, not 200 calls.
+  t.true(links(after, 'shm-switch', 'shm')[0].framesOut - before < 50)
+  t.true(links(after, 'shm-switch', 'tcp')[0].framesOut >= 200)
+  await client.request('setTransports', { transports: ['tcp', 'shm'] })
+  t.deepEqual(await client.request('calls', { peer: 'shm-switch', fn: 'add', args: [1, 2], count: 200, concurrency: 4 }), { ok: 200 })
+  t.true(links(await client.request('debug'), 'shm-switch', 'shm')[0].framesOut > before)
+})
+
+shm('shm - the segment torn down mid-traffic: calls fail over to TCP, none lost, each runs once', async t => {
+  const { host, client } = await pair(t, 'shm-torn')
+  await shmUp(client, 'shm-torn')
+  const running = client.request('calls', { peer: 'shm-torn', fn: 'count', count: 3000, concurrency: 32 })
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.is(await host.request('dropShm'), 1)
+  t.deepEqual(await running, { ok: 3000 })
+  // At-most-once across the failover: the callee ran each call exactly once.
+  t.is(await client.call('shm-torn', 'getCount'), 3000)
+  const info = await client.request('debug')
+  t.is(info.counters.calls.succeeded, info.counters.calls.started)
+  // The pair sets shared memory up again by itself.
+  await shmUp(client, 'shm-torn')
+})
+
+shm('shm - a corrupted ring header closes the link, both processes live on, calls go over TCP', async t => {
+  const { host, client } = await pair(t, 'shm-corrupt')
+  await shmUp(client, 'shm-corrupt')
+  const running = client.request('calls', { peer: 'shm-corrupt', fn: 'count', count: 2000, concurrency: 16 })
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.is(await host.request('corruptShm'), 1)
+  t.deepEqual(await running, { ok: 2000 })
+  t.is(await client.call('shm-corrupt', 'getCount'), 2000)
+  await eventually(async () => {
+    if (links(await client.request('debug'), 'shm-corrupt', 'shm').length !== 0) throw new Error('shm link still open')
+  }, 20, 250)
+  // Both still answer.
+  t.is(await client.call('shm-corrupt', 'add', 2, 2), 4)
+  t.true((await host.request('debug')).peers.length >= 1)
+})
+
+shm('shm - a peer killed mid-write: the link closes, calls end with an error, the survivor works on', async t => {
+  const { host, client } = await pair(t, 'shm-dies', { lookupTimeout: 1 })
+  await shmUp(client, 'shm-dies')
+  // 32 MiB echoes stream through the 4 MiB ring in pieces; kill the host while they do.
+  const running = client.request('bigCalls', { peer: 'shm-dies', bytes: 32 * 1024 * 1024, count: 10, concurrency: 2 })
+  await new Promise(resolve => setTimeout(resolve, 600))
+  await host.kill('SIGKILL')
+  const outcomes = await running
+  const total = Object.values(outcomes as Record<string, number>).reduce((a, b) => a + b, 0)
+  t.is(total, 10)
+  t.is(outcomes.CORRUPT, undefined)
+  t.true((outcomes.PEER_NOT_FOUND ?? 0) >= 1, JSON.stringify(outcomes))
+  const info = await client.request('debug')
+  t.is(links(info, 'shm-dies', 'shm').length, 0)
+  t.is(await client.call('shm-dies', 'add', 1, 1).catch((err: any) => err.code), 'PEER_NOT_FOUND')
+})
+
+shm('shm - without the addon (COHORT_SHM_DISABLE=1) debugInfo says why and calls go over TCP', async t => {
+  const { client } = await pair(t, 'shm-none', {}, { COHORT_SHM_DISABLE: '1' })
+  t.deepEqual(await client.request('calls', { peer: 'shm-none', fn: 'add', args: [1, 2], count: 50 }), { ok: 50 })
+  const info = await client.request('debug')
+  const entry = info.transports.find((x: any) => x.name === 'shm')
+  t.false(entry.available)
+  t.regex(entry.reason, /COHORT_SHM_DISABLE/)
+  t.is(links(info, 'shm-none', 'shm').length, 0)
+})
+
+shm('bandit - an emulated RDMA arm slower than shm is not used; made faster, the bandit moves to it', async t => {
+  const { client } = await pair(t, 'bandit-host', { emulateRdma: { latencyUs: 200_000 } })
+  await shmUp(client, 'bandit-host')
+  const calls = { peer: 'bandit-host', fn: 'add', args: [1, 2], count: 400, concurrency: 2 }
+  // Traffic long enough for a few probe rounds (every 100 ms).
+  for (let i = 0; i < 3; i++) t.deepEqual(await client.request('calls', calls), { ok: 400 })
+  let info = await client.request('debug')
+  const slow = arm(info, 'bandit-host', 'rdma')
+  t.true(slow.estimatesUs.small >= 400_000)
+  const shmBefore = arm(info, 'bandit-host', 'shm').chosen.small
+  const rdmaBefore = slow.chosen.small
+  t.deepEqual(await client.request('calls', calls), { ok: 400 })
+  info = await client.request('debug')
+  t.log(JSON.stringify(info.peers[0].bandit))
+  // Settled: nearly everything on shm (a load spike on this shared machine may divert a few).
+  const onShm = arm(info, 'bandit-host', 'shm').chosen.small - shmBefore
+  const onRdma = arm(info, 'bandit-host', 'rdma').chosen.small - rdmaBefore
+  t.true(onShm > 4 * onRdma, `settled on shm: ${onShm} on shm, ${onRdma} on rdma`)
+
+  await client.request('setRdmaLatency', { latencyUs: 1 })
+  await eventually(async () => {
+    await client.request('calls', calls)
+    const now = await client.request('debug')
+    const before = arm(now, 'bandit-host', 'rdma').chosen.small
+    await client.request('calls', calls)
+    const after = await client.request('debug')
+    if (arm(after, 'bandit-host', 'rdma').chosen.small - before < 300) throw new Error(`not on rdma yet: ${JSON.stringify(after.peers[0].bandit)}`)
+  }, 40, 100)
+  t.regex(info.transports.find((x: any) => x.name === 'rdma').reason, /EMULATED/)
+})
+
+test('rdma - the stub arm is unavailable with its reason and never gets a link', async t => {
+  const rpc = new Rpc()
+  t.teardown(async () => { await rpc.close() })
+  const info = rpc.debugInfo()
+  const rdma = info.transports.find(x => x.name === 'rdma')
+  t.false(rdma?.available)
+  t.is(rdma?.reason, 'no device under /sys/class/infiniband')
+  t.true(rdma?.enabled)
+})

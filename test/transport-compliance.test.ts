@@ -1,0 +1,46 @@
+import test from 'ava'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import '../src/transports/tcp/polyfill.js'
+import { TcpTransport } from '../src/transports/tcp/tcp-transport.js'
+import { ShmTransport } from '../src/transports/shm/shm-transport.js'
+import { loadShmNative } from '../src/transports/shm/native.js'
+import type { Link } from '../src/transports/transport.js'
+import { decodeValue } from '../src/codec/frame.js'
+import { farEnd, startFarEnd, transportCompliance, type FarEnd } from './helpers/transport-compliance.js'
+
+const MAX_FRAME = 64 * 1024 * 1024
+
+async function openTcp (): Promise<FarEnd> {
+  const { child, ready } = await startFarEnd('tcp')
+  const transport = new TcpTransport({ privateKey: await generateKeyPair('Ed25519'), maxFrameBytes: MAX_FRAME })
+  await transport.start([])
+  const link = await transport.dial(ready.address, AbortSignal.timeout(30_000))
+  const end = farEnd(child, link)
+  const kill = end.kill
+  return { ...end, kill: async () => { await kill(); await transport.stop() } }
+}
+
+async function openShm (): Promise<FarEnd> {
+  const { child, ready } = await startFarEnd('shm')
+  const shm = new ShmTransport({ maxFrameBytes: MAX_FRAME, ringBytes: 64 * 1024, localPeerId: () => 'parent' })
+  const link = await new Promise<Link>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('no shm link in 30 s')) }, 30_000)
+    shm.onInbound(l => { clearTimeout(timer); resolve(l) })
+    const via = { transport: 'tcp', send: () => {} } as unknown as Link
+    // The child's offer came over IPC (standing in for the authenticated tcp link).
+    shm.onOffer({ name: 'child', peerId: 'child' }, decodeValue(ready.offer.subarray(4)) as unknown[], via)
+  })
+  const end = farEnd(child, link)
+  const kill = end.kill
+  return { ...end, kill: async () => { await kill(); await shm.stop() } }
+}
+
+transportCompliance(test, 'tcp', openTcp)
+if (loadShmNative().addon != null) {
+  transportCompliance(test, 'shm', openShm)
+} else {
+  test('shm compliance - skipped: the addon is not built', t => {
+    t.log(loadShmNative().reason)
+    t.pass()
+  })
+}
