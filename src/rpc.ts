@@ -15,8 +15,10 @@
  */
 import './transports/tcp/polyfill.js'
 import { CallTable } from './calls/call-table.js'
-import type { Future } from './calls/future.js'
+import { Future } from './calls/future.js'
 import { Dialer } from './cohort/dialer.js'
+import { Discovery } from './cohort/discovery.js'
+import { latencyTimesLoad } from './cohort/peer-chooser.js'
 import { cohortPrologue, loadIdentity } from './cohort/identity.js'
 import { PeerDirectory } from './cohort/peer-directory.js'
 import { rdmaUnavailableReason, withPrint, type DebugInfo } from './debug/debug-info.js'
@@ -53,6 +55,8 @@ export interface RpcOptions {
   lookupTimeout?: number
   /** Seconds a call in flight waits for its peer's lost link to come back before PEER_NOT_FOUND (default 2). */
   reconnectGrace?: number
+  /** Take part in gossip discovery, failure detection and forwarding (default true). */
+  gossip?: boolean
 }
 
 /** What a call handler gets called with, and what the caller's callback receives. */
@@ -87,6 +91,10 @@ export class Rpc {
   private readonly syncCaller: SyncCaller
   private transport?: TcpTransport
   private dialer?: Dialer
+  private discovery?: Discovery
+  /** Start time: the incarnation of this peer's signed record (a restart outranks it). */
+  private readonly startedAt = Date.now()
+  private readonly lookupTimeoutMs: number
   private startup?: Promise<void>
   private sweepTimer?: NodeJS.Timeout
   private closing?: Promise<void>
@@ -104,10 +112,11 @@ export class Rpc {
       throw new RpcError('BAD_ARGUMENT', 'identity must be the Uint8Array that generateIdentity() returned')
     }
     const maxFrameBytes = this.maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULTS.maxFrameBytes)
-    const lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
+    const lookupTimeoutMs = this.lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
 
     this.directory = new PeerDirectory({
       helloTimeoutMs: DEFAULTS.helloTimeoutMs,
+      nameHolder: name => this.discovery?.holderOf(name),
       self: {
         name: () => this.name,
         peerId: () => this.transport?.localPeerId ?? '',
@@ -116,7 +125,10 @@ export class Rpc {
         incarnation: this.incarnation
       }
     }, {
-      peerUp: (session, restarted) => { this.router.peerUp(session, restarted) },
+      peerUp: (session, restarted) => {
+        this.router.peerUp(session, restarted)
+        this.discovery?.linkUp(session.name)
+      },
       peerDown: session => { this.router.peerDown(session) },
       frame: (session, frame) => { this.router.receive(session, frame) }
     })
@@ -127,7 +139,7 @@ export class Rpc {
       maxFrameBytes,
       lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
-      send
+      send: (peer, frame) => this.router.send(peer, frame, 'call')
     })
     this.dispatcher = new Dispatcher(this.registry, {
       selfName: () => this.name,
@@ -213,6 +225,52 @@ export class Rpc {
     })
   }
 
+  /**
+   * Calls `fn` on some live peer that defines it (this one included), chosen by power of
+   * two choices on latency times load. When no definer is known yet, waits for gossip to
+   * bring one (at most the lookup timeout, within the call's deadline), then fails with
+   * FUNCTION_NOT_FOUND.
+   */
+  asyncAny<T = any> (fn: string, ...args: unknown[]): Future<T> {
+    if (typeof fn !== 'string' || fn === '') return this.async_<T>('', fn, ...args) // the call table reports the bad argument
+    const peer = this.pickDefiner(fn)
+    if (peer != null) return this.async_<T>(peer, fn, ...args)
+    let inner: Future<T> | undefined
+    let timer: NodeJS.Timeout | undefined
+    const outer = new Future<T>(() => { clearTimeout(timer); inner?.cancel() })
+    const giveUpAt = Date.now() + Math.min(this.lookupTimeoutMs, this.timeoutMs)
+    const poll = (): void => {
+      if (outer.done()) return
+      const found = this.closing == null ? this.pickDefiner(fn) : undefined
+      if (found != null) {
+        inner = this.async_<T>(found, fn, ...args)
+        inner.whenSettled((value, error) => { error != null ? outer.reject(error) : outer.resolve(value as T) })
+      } else if (this.closing != null || Date.now() >= giveUpAt) {
+        outer.reject(new RpcError(this.closing != null ? 'CLOSED' : 'FUNCTION_NOT_FOUND', `no live peer known to '${this.name}' defines '${fn}'`, { fn }))
+      } else {
+        timer = setTimeout(poll, 50)
+      }
+    }
+    poll()
+    return outer
+  }
+
+  /** `asyncAny`, blocking like `sync`: the definer must be known already (else FUNCTION_NOT_FOUND at once). */
+  syncAny<T = any> (fn: string, ...args: unknown[]): T {
+    // sync() cannot call this very Rpc, so only other peers are candidates.
+    const peer = this.pickDefiner(fn, false)
+    if (peer == null) throw new RpcError('FUNCTION_NOT_FOUND', `syncAny('${fn}'): no other live peer known to '${this.name}' defines it`, { fn })
+    return this.sync<T>(peer, fn, ...args)
+  }
+
+  private pickDefiner (fn: string, includeSelf = true): string | undefined {
+    const selfDefines = includeSelf && this.registry.get(fn) != null
+    if (this.discovery == null) return selfDefines ? this.name : undefined
+    const inflight = this.calls.perPeer()
+    const scores = latencyTimesLoad({ estimateMs: peer => this.calls.rttMs.get(peer) }, { inflight: peer => inflight.get(peer) ?? 0 })
+    return this.discovery.choose(fn, scores, selfDefines)
+  }
+
   /** Calls and blocks this thread until the result is back; throws RpcError on failure. */
   sync<T = any> (peer: string, fn: string, ...args: unknown[]): T {
     this.checkOpen('sync')
@@ -220,7 +278,7 @@ export class Rpc {
       throw new RpcError('BAD_ARGUMENT', `sync('${peer}', '${fn}') calls this Rpc itself: the thread that must serve the call is the one sync() blocks, so it would deadlock; use async_()`, { peer, fn })
     }
     const session = this.directory.get(peer)
-    const addresses = [...new Set([...(session?.addrs ?? []), ...this.connectTargets])]
+    const addresses = [...new Set([...(session?.addrs ?? []), ...(this.discovery?.addressesOf(peer) ?? []), ...this.connectTargets])]
     return this.syncCaller.call(peer, fn, args, this.timeoutMs, addresses) as T
   }
 
@@ -264,6 +322,8 @@ export class Rpc {
       connections: (this.dialer?.list() ?? []).map(t => ({
         address: t.address, state: t.state, peer: t.peer, attempts: t.attempts, connects: t.connects, lastError: t.lastError
       })),
+      membership: this.discovery?.table() ?? [],
+      nameTakenBy: this.discovery?.nameTakenBy == null ? undefined : { peerId: this.discovery.nameTakenBy.peerId, incarnation: this.discovery.nameTakenBy.incarnation },
       endpoints: this.registry.list().map(e => ({
         name: e.name, kind: e.kind, running: e.running, queued: e.kind === 'queue' ? e.queue.length : undefined
       })),
@@ -272,6 +332,8 @@ export class Rpc {
         calls: this.calls.counters,
         served: { ...this.dispatcher.counters, running: this.dispatcher.running },
         router: this.router.counters,
+        gossip: this.discovery == null ? undefined : { ...this.discovery.counters, ...this.discovery.membership.counters },
+        forwarding: this.discovery?.forwarder.counters,
         handshakes: { refusalsSent: this.directory.refusalsSent, refusalsReceived: this.directory.refusalsReceived, lastRefusal: this.directory.lastRefusal }
       }
     })
@@ -289,6 +351,7 @@ export class Rpc {
     for (const endpoint of this.registry.list()) this.dispatcher.closeQueue(endpoint, new RpcError('CLOSED', `peer '${this.name}' closed while the call waited in queue '${endpoint.name}'`))
     clearInterval(this.sweepTimer)
     this.dialer?.stop()
+    this.discovery?.stop()
     await this.startup?.catch(() => {})
     this.directory.closeAll(closed)
     await Promise.allSettled([this.transport?.stop(), this.syncCaller.close()])
@@ -312,6 +375,24 @@ export class Rpc {
         throw err
       }
       this.transport = transport
+      if (this.options.gossip !== false) {
+        const discovery = new Discovery({
+          selfName: () => this.name,
+          peerId: transport.localPeerId,
+          incarnation: this.startedAt,
+          privateKey,
+          transport,
+          directory: this.directory,
+          router: this.router,
+          calls: this.calls,
+          addresses: () => transport.addresses(),
+          functions: () => this.registry.list().map(e => e.name),
+          dialTimeoutMs: 3_000
+        })
+        this.discovery = discovery
+        this.router.extension = discovery
+        discovery.start()
+      }
       this.dialer = new Dialer({
         transport,
         directory: this.directory,
@@ -327,6 +408,7 @@ export class Rpc {
       if (this.closing != null) {
         clearInterval(this.sweepTimer)
         this.dialer.stop()
+        this.discovery?.stop()
         await transport.stop()
       }
     })()

@@ -33,7 +33,11 @@ export const FrameType = {
   /** [ERROR, id, code, name, message, stack] */
   ERROR: 5,
   /** [ACK, id]: the callee holds the call and is still working on it. */
-  ACK: 6
+  ACK: 6,
+  /** [GOSSIP, message]: membership gossip between neighbours (see cohort/membership/membership.ts). */
+  GOSSIP: 7,
+  /** [FORWARD, source, destination, hopsLeft, innerFrame, signature]: a frame relayed towards a peer with no direct link (see router/forwarder.ts). */
+  FORWARD: 8
 } as const
 
 export interface HelloBody {

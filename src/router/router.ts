@@ -19,6 +19,20 @@ import type { TransportName } from '../transports/transport.js'
 
 const log = logger('cohort:router')
 
+/**
+ * Ways to reach a peer without a direct link, and frame types beyond calls: the cohort's
+ * discovery (gossip, lookups, forwarding) plugs in here.
+ */
+export interface RouterExtension {
+  /** No direct link to `peer`: deliver the frame some other way; false when it cannot now. `call`: the frame is a call the call table resends when the peer becomes reachable. */
+  route: (peer: string, frame: Uint8Array, call: boolean) => boolean
+  /** A frame type the router does not know; true when handled. */
+  receive: (from: CallerSlot, frame: unknown[]) => boolean
+}
+
+/** How far `send` may look: 'direct' only uses a link to the peer itself. */
+export type SendScope = 'any' | 'call' | 'direct'
+
 export interface RouterCounters {
   loopbackFrames: number
   unknownFrames: number
@@ -28,6 +42,7 @@ export interface RouterCounters {
 export class Router {
   calls!: CallTable
   dispatcher!: Dispatcher
+  extension?: RouterExtension
   private readonly self: CallerSlot
   private enabled: Set<TransportName>
   readonly counters: RouterCounters = { loopbackFrames: 0, unknownFrames: 0, unroutable: 0 }
@@ -51,7 +66,7 @@ export class Router {
   }
 
   /** Sends a frame to a peer by name; false when no enabled link reaches it now. */
-  send (peer: string, frame: Uint8Array): boolean {
+  send (peer: string, frame: Uint8Array, scope: SendScope = 'any'): boolean {
     if (peer === this.selfName()) {
       this.counters.loopbackFrames++
       queueMicrotask(() => {
@@ -65,6 +80,7 @@ export class Router {
     }
     const link = this.directory.linkFor(peer)
     if (link == null || !this.enabled.has(link.transport)) {
+      if (scope !== 'direct' && this.extension?.route(peer, frame, scope === 'call') === true) return true
       this.counters.unroutable++
       return false
     }
@@ -97,6 +113,7 @@ export class Router {
       case FrameType.ERROR: this.calls.onError(from.name, frame); break
       case FrameType.ACK: this.calls.onAck(from.name, frame[1]); break
       default:
+        if (this.extension?.receive(from, frame) === true) break
         this.counters.unknownFrames++
         log('ignoring frame type %s from %s', frame[0], from.name)
     }

@@ -226,6 +226,14 @@ export class Membership {
     return asked
   }
 
+  /** A new neighbour: tell it who we are and a page of what we know, without waiting for the next tick. */
+  greet (name: string): void {
+    if (this.stopped || name === this.self.name) return
+    const self = this.table.get(this.self.name)
+    const news = this.takeNews(this.options.maxRecordsPerMessage - 1).filter(e => e[0][0] !== this.self.name)
+    this.transmit(name, [MessageKind.SYN, this.digestPage(), self == null ? news : [toWire(self), ...news]])
+  }
+
   /** One round: gossip to a few neighbours, advance the probe, expire suspicion and tombstones. */
   tick (): void {
     if (this.stopped) return
