@@ -15,7 +15,7 @@ function member (debug: any, name: string): any {
   return debug.membership.find((m: any) => m.name === name)
 }
 
-test('discovery - a chain A-B-C-D where each knows only its neighbour: A calls D by name, then dials it directly', async t => {
+test.serial('discovery - a chain A-B-C-D where each knows only its neighbour: A calls D by name, then dials it directly', async t => {
   const d = await start(t, { rpc: { name: 'D' } })
   const c = await start(t, { rpc: { name: 'C' }, connect: [d.addresses[0]] })
   const b = await start(t, { rpc: { name: 'B' }, connect: [c.addresses[0]] })
@@ -31,7 +31,7 @@ test('discovery - a chain A-B-C-D where each knows only its neighbour: A calls D
   t.true(debug.counters.gossip.recordsAccepted >= 3)
 })
 
-test('discovery - a star of 20 peers that know only the seed: every peer calls every other by name, exact sums', async t => {
+test.serial('discovery - a star of 20 peers that know only the seed: every peer calls every other by name, exact sums', async t => {
   const seed = await start(t, { rpc: { name: 'seed' } })
   const n = 20
   const peers = await Promise.all(Array.from({ length: n }, async (_, i) =>
@@ -45,7 +45,7 @@ test('discovery - a star of 20 peers that know only the seed: every peer calls e
   t.is(running, n * (n + 1) / 2)
 })
 
-test('discovery - a SIGKILLed peer is marked dead by every member, calls to it fail fast, and a restart under its name is called again', async t => {
+test.serial('discovery - a SIGKILLed peer is marked dead by every member, calls to it fail fast, and a restart under its name is called again', async t => {
   const seed = await start(t, { rpc: { name: 'hub' } })
   const others = await Promise.all(['x', 'y', 'z'].map(async name => await start(t, { rpc: { name, timeout: 600 }, connect: [seed.addresses[0]] })))
   const victim = await start(t, { rpc: { name: 'victim' }, connect: [seed.addresses[0]] })
@@ -70,7 +70,7 @@ test('discovery - a SIGKILLed peer is marked dead by every member, calls to it f
   t.is(pid, reborn.child.pid)
 })
 
-test('discovery - a restart with the same persisted identity takes its name back at once', async t => {
+test.serial('discovery - a restart with the same persisted identity takes its name back at once', async t => {
   const identity = Array.from(await generateIdentity())
   const seed = await start(t, { rpc: { name: 'anchor' } })
   const caller = await start(t, { rpc: { name: 'caller' }, connect: [seed.addresses[0]] })
@@ -85,7 +85,7 @@ test('discovery - a restart with the same persisted identity takes its name back
   t.is(entry.state, 'alive')
 })
 
-test('discovery - a second peer claiming a live name under another key is refused with NAME_TAKEN', async t => {
+test.serial('discovery - a second peer claiming a live name under another key is refused with NAME_TAKEN', async t => {
   const seed = await start(t, { rpc: { name: 'root' } })
   const holder = await start(t, { rpc: { name: 'dup' }, connect: [seed.addresses[0]] })
   const witness = await start(t, { rpc: { name: 'witness' }, connect: [seed.addresses[0]] })
@@ -106,7 +106,7 @@ test('discovery - a second peer claiming a live name under another key is refuse
   t.is((err as RemoteError).code, 'PEER_NOT_FOUND')
 })
 
-test('discovery - asyncAny calls a live peer that defines the function, never one that does not', async t => {
+test.serial('discovery - asyncAny calls a live peer that defines the function, never one that does not', async t => {
   const seed = await start(t, { rpc: { name: 'pool' } })
   await start(t, { rpc: { name: 'worker-1' }, connect: [seed.addresses[0]], extraFns: ['work'] })
   await start(t, { rpc: { name: 'worker-2' }, connect: [seed.addresses[0]], extraFns: ['work'] })

@@ -343,10 +343,14 @@ export class Discovery implements RouterExtension {
         // A peer with a direct link restarts through its HELLO; one known only by gossip restarts here.
         if (!this.linkedTo(name)) this.init.calls.onPeerUp(name, true)
         break
-      case 'dead':
+      case 'dead': {
         this.unreachableUntil.delete(name)
+        // A peer that still talks to us on a direct link is not dead (a false suspicion it will refute): its calls go on.
+        const session = this.init.directory.get(name)
+        if (session?.link() != null && session.peerId === entry.record.peerId && Date.now() - session.lastHeard < 2 * this.membership.options.probeIntervalMs) break
         this.init.calls.failPeer(name, `the cohort declared peer '${name}' dead (no answer to direct or indirect probes)`)
         break
+      }
       default:
         break
     }

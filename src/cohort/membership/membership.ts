@@ -82,9 +82,9 @@ export const DEFAULT_MEMBERSHIP_OPTIONS: MembershipOptions = {
   maxRecordsPerMessage: 16,
   retransmitMult: 4,
   probeIntervalMs: 1000,
-  probeTimeoutMs: 400,
+  probeTimeoutMs: 500,
   indirectProbes: 3,
-  suspicionMult: 3,
+  suspicionMult: 4,
   tombstoneMs: 60_000
 }
 
@@ -164,6 +164,7 @@ export class Membership {
   private readonly dead = new Set<string>()
   private probe?: Probe
   private nextProbeAt = 0
+  private lastTickAt = 0
   private seq = 0
   private cursor = 0
   private stopped = false
@@ -238,6 +239,10 @@ export class Membership {
   tick (): void {
     if (this.stopped) return
     const now = this.deps.now()
+    // Local health: if this peer itself stalled (a busy loop), the silence was ours; do not blame the probe target for it.
+    const lag = this.lastTickAt === 0 ? 0 : now - this.lastTickAt - this.options.gossipIntervalMs
+    this.lastTickAt = now
+    if (lag > this.options.gossipIntervalMs && this.probe != null) this.probe.startedAt += lag
     this.gossip()
     this.advanceProbe(now)
     this.expire(now)
@@ -487,7 +492,8 @@ export class Membership {
         this.probeIndirectly(probe)
       } else if (now - probe.startedAt >= this.options.probeIntervalMs) {
         this.probe = undefined
-        this.suspect(probe.target, now)
+        // Any message from the target during the probe counts as an answer.
+        if ((this.table.get(probe.target)?.lastHeard ?? 0) < probe.startedAt) this.suspect(probe.target, now)
       }
     }
     if (this.probe != null || now < this.nextProbeAt) return
