@@ -387,7 +387,7 @@ export class Rpc {
           calls: this.calls,
           addresses: () => transport.addresses(),
           functions: () => this.registry.list().map(e => e.name),
-          dialTimeoutMs: 3_000
+          dialTimeoutMs: DEFAULTS.dialTimeoutMs
         })
         this.discovery = discovery
         this.router.extension = discovery

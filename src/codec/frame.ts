@@ -36,7 +36,7 @@ export const FrameType = {
   ACK: 6,
   /** [GOSSIP, message]: membership gossip between neighbours (see cohort/membership/membership.ts). */
   GOSSIP: 7,
-  /** [FORWARD, source, destination, hopsLeft, innerFrame, signature]: a frame relayed towards a peer with no direct link (see router/forwarder.ts). */
+  /** [FORWARD, source, destination, hopsLeft, innerFrame, signature, sourceRecord]: a frame relayed towards a peer with no direct link (see router/forwarder.ts). */
   FORWARD: 8
 } as const
 

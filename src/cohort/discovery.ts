@@ -313,7 +313,7 @@ export class Discovery implements RouterExtension {
       this.dialing.delete(name)
       if (this.stopped) return
       this.counters.dialFailures++
-      this.unreachableUntil.set(name, Date.now() + (this.init.redialAfterMs ?? 30_000))
+      this.unreachableUntil.set(name, Date.now() + (this.init.redialAfterMs ?? 10_000))
       // Calls that waited for the dial go by forwarding now.
       this.init.calls.flush(name)
     })()

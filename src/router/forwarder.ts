@@ -5,9 +5,12 @@
  * destination names, a hop limit and the source's signature:
  *
  * ```
- *  [FORWARD, source, destination, hopsLeft, innerFrame, signature]
+ *  [FORWARD, source, destination, hopsLeft, innerFrame, signature, sourceRecord]
  *  signature = Ed25519(source's key, ['cohort/forward/v1', source, destination, innerFrame])
  * ```
+ *
+ * The source's signed record rides along, so a destination that has not heard of the
+ * source through gossip yet can still check the signature (and learns a way back).
  *
  * Next hop: the destination itself when linked, else the neighbour whose gossip brought
  * the destination's newest record (it got that record first, so following these pointers
@@ -33,6 +36,7 @@ import { logger } from '@libp2p/logger'
 import { Packr } from 'msgpackr'
 import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../codec/frame.js'
 import type { Membership } from '../cohort/membership/membership.js'
+import { recordToWire } from '../cohort/membership/peer-record.js'
 
 const log = logger('cohort:forward')
 const canonical = new Packr({ useRecords: false, moreTypes: false })
@@ -83,7 +87,7 @@ export class Forwarder {
     const signature = this.init.privateKey.sign(signedBytes(source, destination, frame))
     if (!(signature instanceof Uint8Array)) return false
     this.counters.originated++
-    return this.init.sendDirect(hop, encodeFrame([FrameType.FORWARD, source, destination, this.maxHops - 1, frame, signature]))
+    return this.init.sendDirect(hop, encodeFrame([FrameType.FORWARD, source, destination, this.maxHops - 1, frame, signature, recordToWire(this.init.membership.record)]))
   }
 
   /** Whether some neighbour could take a frame for `destination` now. */
@@ -93,13 +97,15 @@ export class Forwarder {
 
   /** A FORWARD frame that arrived on the link from `previous`. */
   receive (previous: string, frame: unknown[]): void {
-    const [, source, destination, hopsLeft, inner, signature] = frame
+    const [, source, destination, hopsLeft, inner, signature, sourceRecord] = frame
     if (typeof source !== 'string' || typeof destination !== 'string' || typeof hopsLeft !== 'number' ||
         !(inner instanceof Uint8Array) || !(signature instanceof Uint8Array) || inner.byteLength < HEADER_BYTES) {
       this.counters.malformed++
       return
     }
     if (destination === this.init.selfName()) {
+      // The record is checked like any gossiped one (signature, name binding) before it is used.
+      if (Array.isArray(sourceRecord) && sourceRecord[0] === source) this.init.membership.merge(previous, [sourceRecord, 0])
       this.arrive(source, destination, inner, signature)
       return
     }
@@ -108,7 +114,7 @@ export class Forwarder {
       return
     }
     const hop = this.nextHop(destination, previous, source)
-    if (hop == null || !this.init.sendDirect(hop, encodeFrame([FrameType.FORWARD, source, destination, hopsLeft - 1, inner, signature]))) {
+    if (hop == null || !this.init.sendDirect(hop, encodeFrame([FrameType.FORWARD, source, destination, hopsLeft - 1, inner, signature, sourceRecord]))) {
       this.counters.noRoute++
       log('no route to %s for a frame from %s', destination, source)
       return
