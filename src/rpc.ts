@@ -73,6 +73,8 @@ const DEFAULTS = {
   helloTimeoutMs: 10_000,
   dialTimeoutMs: 10_000,
   sweepIntervalMs: 1_000,
+  /** A call neither acked nor answered this long after it was sent is sent again (then after 2x, 4x, ...). */
+  resendUnackedMs: 2_000,
   /** A peer with no link for this long is forgotten (its name can be bound afresh). */
   forgetPeerAfterMs: 10 * 60_000
 }
@@ -403,6 +405,7 @@ export class Rpc {
       for (const address of this.connectTargets) this.dialer.add(address)
       this.sweepTimer = setInterval(() => {
         this.dispatcher.sweep()
+        this.calls.resendUnacked(DEFAULTS.resendUnackedMs)
         this.directory.prune(Date.now() - DEFAULTS.forgetPeerAfterMs)
       }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {

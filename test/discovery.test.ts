@@ -37,7 +37,11 @@ test.serial('discovery - a star of 20 peers that know only the seed: every peer 
   const peers = await Promise.all(Array.from({ length: n }, async (_, i) =>
     await start(t, { rpc: { name: `star-${i}` }, connect: [seed.addresses[0]], value: i + 1 })))
   const names = peers.map(p => p.name)
-  const sums = await Promise.all(peers.map(async p => await p.request('sumAll', { peers: names })))
+  const sums = await Promise.all(peers.map(async p => await p.request('sumAll', { peers: names }).catch(async (err: Error) => {
+    const debug = await p.request('debug').catch(() => undefined)
+    t.log(p.name, err.message, JSON.stringify({ gossip: debug?.counters.gossip, forwarding: debug?.counters.forwarding, calls: debug?.counters.calls }))
+    throw err
+  })))
   t.deepEqual(sums, Array.from({ length: n }, () => n * (n + 1) / 2))
   // Ring all-reduce by name: each peer forwards a running sum to its successor.
   let running = 0
@@ -47,7 +51,7 @@ test.serial('discovery - a star of 20 peers that know only the seed: every peer 
 
 test.serial('discovery - a SIGKILLed peer is marked dead by every member, calls to it fail fast, and a restart under its name is called again', async t => {
   const seed = await start(t, { rpc: { name: 'hub' } })
-  const others = await Promise.all(['x', 'y', 'z'].map(async name => await start(t, { rpc: { name, timeout: 600 }, connect: [seed.addresses[0]] })))
+  const others = await Promise.all(['x', 'y', 'z'].map(async name => await start(t, { rpc: { name, timeout: 600, lookupTimeout: 3 }, connect: [seed.addresses[0]] })))
   const victim = await start(t, { rpc: { name: 'victim' }, connect: [seed.addresses[0]] })
   const [x] = others
   t.is(await x.call('victim', 'whoami'), 'victim')
@@ -93,7 +97,7 @@ test.serial('discovery - a second peer claiming a live name under another key is
   await eventually(async () => {
     if (member(await witness.request('debug'), 'dup')?.state !== 'alive') throw new Error('witness does not know dup yet')
   }, 120, 250)
-  const thief = await start(t, { rpc: { name: 'dup' }, connect: [witness.addresses[0]] })
+  const thief = await start(t, { rpc: { name: 'dup', lookupTimeout: 2 }, connect: [witness.addresses[0]] })
   const refusal = await eventually(async () => {
     const r = (await thief.request('debug')).counters.handshakes.lastRefusal
     if (r == null) throw new Error('not refused yet')

@@ -48,7 +48,7 @@ async function run (cmd: Command): Promise<unknown> {
     case 'stats': {
       const gossip = rpc.debugInfo().counters.gossip as Record<string, number>
       const forwarding = rpc.debugInfo().counters.forwarding as Record<string, number>
-      return { bytesOut: gossip.gossipBytesOut, messagesOut: gossip.gossipMessagesOut, dials: gossip.dials, dialFailures: gossip.dialFailures, forwarded: forwarding.originated, at: Date.now() }
+      return { bytesOut: gossip.gossipBytesOut, messagesOut: gossip.gossipMessagesOut, dials: gossip.dials, dialFailures: gossip.dialFailures, forwarded: forwarding.originated, lastDialError: gossip.lastDialError, at: Date.now() }
     }
     default:
       throw new Error(`unknown op ${cmd.op}`)

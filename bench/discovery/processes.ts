@@ -89,6 +89,8 @@ async function main (): Promise<void> {
     const dials = afterCalls.reduce((s, a) => s + a.dials, 0)
     const dialFailures = afterCalls.reduce((s, a) => s + a.dialFailures, 0)
     const forwarded = afterCalls.reduce((s, a) => s + a.forwarded, 0)
+    const dialErrors = [...new Set(afterCalls.map(a => a.lastDialError).filter(e => e != null))].slice(0, 3)
+    if (dialErrors.length > 0) console.log(`some dial errors: ${dialErrors.join(' | ')}`)
 
     // Steady-state gossip load over 10 s.
     await new Promise(resolve => setTimeout(resolve, 2_000))

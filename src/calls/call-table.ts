@@ -45,6 +45,7 @@ class PendingCall {
   timer?: NodeJS.Timeout
   lookupTimer?: NodeJS.Timeout
   sentAt = 0
+  resends = 0
 
   constructor (
     readonly id: number,
@@ -181,10 +182,25 @@ export class CallTable {
     }, this.init.reconnectGraceMs))
   }
 
-  /** The peer is known dead: every call to it ends now with PEER_NOT_FOUND. */
+  /**
+   * Sends again the calls sent but neither acked nor answered for `afterMs` (doubling per
+   * resend): a frame lost on a forwarded path, or dropped by a callee too busy to take it,
+   * then costs a resend instead of the whole deadline. Same id, so the callee runs it at most once.
+   */
+  resendUnacked (afterMs: number): void {
+    const now = performance.now()
+    for (const call of [...this.calls.values()]) {
+      if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4)) {
+        call.resends++
+        this.resend(call)
+      }
+    }
+  }
+
+  /** The peer is known dead: calls it holds end now with PEER_NOT_FOUND (calls still waiting keep their lookup timer, in case it comes back). */
   failPeer (peer: string, why: string): void {
     for (const call of [...this.calls.values()]) {
-      if (call.peer === peer) this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: ${why}`, { peer, fn: call.fn }))
+      if (call.peer === peer && call.state !== 'waiting') this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: ${why}`, { peer, fn: call.fn }))
     }
   }
 

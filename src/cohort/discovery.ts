@@ -67,6 +67,8 @@ export interface DiscoveryCounters {
   dials: number
   dialFailures: number
   lookups: number
+  /** Why the last on-demand dial failed. */
+  lastDialError?: string
 }
 
 /** One row of debugInfo's membership table. */
@@ -307,6 +309,7 @@ export class Discovery implements RouterExtension {
           this.dialing.delete(name)
           return
         } catch (err) {
+          this.counters.lastDialError = `${name} at ${address}: ${(err as Error).message}`
           log('dial %s at %s failed: %s', name, address, (err as Error).message)
         }
       }
@@ -345,9 +348,10 @@ export class Discovery implements RouterExtension {
         break
       case 'dead': {
         this.unreachableUntil.delete(name)
-        // A peer that still talks to us on a direct link is not dead (a false suspicion it will refute): its calls go on.
-        const session = this.init.directory.get(name)
-        if (session?.link() != null && session.peerId === entry.record.peerId && Date.now() - session.lastHeard < 2 * this.membership.options.probeIntervalMs) break
+        // With an open direct link the link decides (a killed process's TCP link closes at once, and
+        // the call table's reconnect grace fails its calls); SWIM's verdict may be a false suspicion
+        // of a peer too busy to answer probes, which it will refute.
+        if (this.linkedTo(name)) break
         this.init.calls.failPeer(name, `the cohort declared peer '${name}' dead (no answer to direct or indirect probes)`)
         break
       }

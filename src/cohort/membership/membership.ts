@@ -18,7 +18,9 @@
  *   ACK within `probeTimeoutMs`, `indirectProbes` others are asked to ping it; without an
  *   ACK by the end of the interval it is suspect; a suspect that does not refute (by
  *   re-signing its record with a higher version) within the suspicion timeout is dead.
- *   Dead entries stay as tombstones for `tombstoneMs`.
+ *   Dead entries stay as tombstones for `tombstoneMs`. Local health (Lifeguard's idea): a
+ *   peer whose own probes keep failing, or that had to refute a suspicion of itself, is
+ *   probably the slow one; it stretches its probe timeouts by (1 + health), health 0..8.
  *
  * Messages (arrays; entries are [wireRecord, stateRank]):
  *
@@ -49,6 +51,8 @@
  */
 import { compareVersions, recordFromWire, recordToWire, type HostIdentity, type PeerRecord, type RecordSigner, type RecordVerifier, type WireRecord } from './peer-record.js'
 import { MemberEntry, MemberTable, RANK_STATE, STATE_RANK, type MemberState } from './member-table.js'
+
+const MAX_HEALTH = 8
 
 export const MessageKind = { SYN: 1, DELTA: 2, PING: 3, PING_REQ: 4, ACK: 5 } as const
 
@@ -165,6 +169,8 @@ export class Membership {
   private probe?: Probe
   private nextProbeAt = 0
   private lastTickAt = 0
+  /** Lifeguard's local health multiplier: 0 healthy .. MAX_HEALTH; stretches probe timeouts. */
+  health = 0
   private seq = 0
   private cursor = 0
   private stopped = false
@@ -428,6 +434,7 @@ export class Membership {
       if (order === 0 && rank > 0) {
         // Someone suspects us, or thinks us dead: refute with a higher version.
         this.counters.refutations++
+        this.health = Math.min(MAX_HEALTH, this.health + 1)
         this.updateSelf({})
       } else if (order > 0 && record.incarnation > self.incarnation && this.verify(record)) {
         // A newer process with our own identity: it has taken the name back.
@@ -488,16 +495,18 @@ export class Membership {
   private advanceProbe (now: number): void {
     const probe = this.probe
     if (probe != null) {
-      if (!probe.indirect && now - probe.startedAt >= this.options.probeTimeoutMs) {
+      const stretch = 1 + this.health
+      if (!probe.indirect && now - probe.startedAt >= this.options.probeTimeoutMs * stretch) {
         this.probeIndirectly(probe)
-      } else if (now - probe.startedAt >= this.options.probeIntervalMs) {
+      } else if (now - probe.startedAt >= this.options.probeIntervalMs * stretch) {
         this.probe = undefined
+        this.health = Math.min(MAX_HEALTH, this.health + 1)
         // Any message from the target during the probe counts as an answer.
         if ((this.table.get(probe.target)?.lastHeard ?? 0) < probe.startedAt) this.suspect(probe.target, now)
       }
     }
     if (this.probe != null || now < this.nextProbeAt) return
-    this.nextProbeAt = now + this.options.probeIntervalMs
+    this.nextProbeAt = now + this.options.probeIntervalMs * (1 + this.health)
     const target = this.pickProbeTarget()
     if (target == null) return
     this.counters.probes++
@@ -542,7 +551,9 @@ export class Membership {
       this.counters.malformed++
       return
     }
-    if (target !== this.self.name && this.deps.canReach(target)) this.transmit(target, [MessageKind.PING, seq, [], from])
+    // News about the target itself (a suspicion) goes along, so that it can refute.
+    const aboutTarget = Array.isArray(news) ? news.filter(e => Array.isArray(e) && Array.isArray(e[0]) && e[0][0] === target).slice(0, 1) : []
+    if (target !== this.self.name && this.deps.canReach(target)) this.transmit(target, [MessageKind.PING, seq, aboutTarget, from])
   }
 
   private onAck (from: string, message: unknown[]): void {
@@ -556,6 +567,7 @@ export class Membership {
     const probe = this.probe
     if (probe != null && probe.seq === seq) {
       this.probe = undefined
+      this.health = Math.max(0, this.health - 1)
       const entry = this.table.mutable(probe.target)
       if (entry != null) entry.lastHeard = this.deps.now()
     }
@@ -570,6 +582,10 @@ export class Membership {
     this.counters.suspected++
     this.trackState(entry)
     this.changed(entry, 'suspect')
+    // Tell the suspect itself at once (directly, or through helpers), so that a live one refutes soon.
+    const news = [toWire(entry)]
+    if (this.deps.canReach(name)) this.transmit(name, [MessageKind.SYN, [], news])
+    else for (const helper of this.neighbours(2, name)) this.transmit(helper, [MessageKind.PING_REQ, ++this.seq, name, news])
   }
 
   private expire (now: number): void {
