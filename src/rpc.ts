@@ -15,8 +15,10 @@
  */
 import './transports/tcp/polyfill.js'
 import { CallTable } from './calls/call-table.js'
-import type { Future } from './calls/future.js'
+import { Future } from './calls/future.js'
 import { Dialer } from './cohort/dialer.js'
+import { Discovery } from './cohort/discovery.js'
+import { latencyTimesLoad } from './cohort/peer-chooser.js'
 import { cohortPrologue, loadIdentity } from './cohort/identity.js'
 import { PeerDirectory } from './cohort/peer-directory.js'
 import { withPrint, type DebugInfo } from './debug/debug-info.js'
@@ -67,6 +69,8 @@ export interface RpcOptions {
    * link with `latencyUs` added (read on every send, so it can be changed later). No RDMA is done.
    */
   emulateRdma?: RdmaEmulation
+  /** Take part in gossip discovery, failure detection and forwarding (default true). */
+  gossip?: boolean
 }
 
 /** What a call handler gets called with, and what the caller's callback receives. */
@@ -83,6 +87,8 @@ const DEFAULTS = {
   helloTimeoutMs: 10_000,
   dialTimeoutMs: 10_000,
   sweepIntervalMs: 1_000,
+  /** A call neither acked nor answered this long after it was sent is sent again (then after 2x, 4x, ...). */
+  resendUnackedMs: 2_000,
   /** A peer with no link for this long is forgotten (its name can be bound afresh). */
   forgetPeerAfterMs: 10 * 60_000
 }
@@ -107,6 +113,10 @@ export class Rpc {
   private readonly rdma: RdmaTransport
   private readonly host = hostIdentity()
   private dialer?: Dialer
+  private discovery?: Discovery
+  /** Start time: the incarnation of this peer's signed record (a restart outranks it). */
+  private readonly startedAt = Date.now()
+  private readonly lookupTimeoutMs: number
   private startup?: Promise<void>
   private sweepTimer?: NodeJS.Timeout
   private closing?: Promise<void>
@@ -124,10 +134,11 @@ export class Rpc {
       throw new RpcError('BAD_ARGUMENT', 'identity must be the Uint8Array that generateIdentity() returned')
     }
     const maxFrameBytes = this.maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULTS.maxFrameBytes)
-    const lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
+    const lookupTimeoutMs = this.lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
 
     this.directory = new PeerDirectory({
       helloTimeoutMs: DEFAULTS.helloTimeoutMs,
+      nameHolder: name => this.discovery?.holderOf(name),
       self: {
         name: () => this.name,
         peerId: () => this.transport?.localPeerId ?? '',
@@ -140,6 +151,7 @@ export class Rpc {
       peerUp: (session, restarted) => {
         this.router.peerUp(session, restarted)
         this.offerShm(session)
+        this.discovery?.linkUp(session.name)
       },
       peerDown: session => { this.router.peerDown(session) },
       linkDown: (session, link, reason) => {
@@ -170,21 +182,20 @@ export class Rpc {
     this.router.onShmOffer = (session, frame, link) => {
       if (this.shmWanted(session) && session.peerId < this.localPeerId()) this.shm.onOffer(session, frame, link)
     }
-    const send = (peer: string, frame: Uint8Array, callId?: number): boolean => this.router.send(peer, frame, callId)
     this.calls = new CallTable({
       maxInflight: positiveInteger('maxInflight', options.maxInflight ?? DEFAULTS.maxInflight),
       maxFrameBytes,
       lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
       resultDevice: getDevice(options.device ?? 'cpu').name,
-      send
+      send: (peer, frame, callId) => this.router.send(peer, frame, 'call', callId)
     })
     this.dispatcher = new Dispatcher(this.registry, {
       selfName: () => this.name,
       maxRunning: positiveInteger('maxRunning', options.maxRunning ?? DEFAULTS.maxRunning),
       maxDedupEntries: DEFAULTS.maxDedupEntries,
       maxFrameBytes,
-      send
+      send: (peer, frame) => this.router.send(peer, frame)
     })
     this.router.calls = this.calls
     this.router.dispatcher = this.dispatcher
@@ -263,6 +274,52 @@ export class Rpc {
     })
   }
 
+  /**
+   * Calls `fn` on some live peer that defines it (this one included), chosen by power of
+   * two choices on latency times load. When no definer is known yet, waits for gossip to
+   * bring one (at most the lookup timeout, within the call's deadline), then fails with
+   * FUNCTION_NOT_FOUND.
+   */
+  asyncAny<T = any> (fn: string, ...args: unknown[]): Future<T> {
+    if (typeof fn !== 'string' || fn === '') return this.async_<T>('', fn, ...args) // the call table reports the bad argument
+    const peer = this.pickDefiner(fn)
+    if (peer != null) return this.async_<T>(peer, fn, ...args)
+    let inner: Future<T> | undefined
+    let timer: NodeJS.Timeout | undefined
+    const outer = new Future<T>(() => { clearTimeout(timer); inner?.cancel() })
+    const giveUpAt = Date.now() + Math.min(this.lookupTimeoutMs, this.timeoutMs)
+    const poll = (): void => {
+      if (outer.done()) return
+      const found = this.closing == null ? this.pickDefiner(fn) : undefined
+      if (found != null) {
+        inner = this.async_<T>(found, fn, ...args)
+        inner.whenSettled((value, error) => { error != null ? outer.reject(error) : outer.resolve(value as T) })
+      } else if (this.closing != null || Date.now() >= giveUpAt) {
+        outer.reject(new RpcError(this.closing != null ? 'CLOSED' : 'FUNCTION_NOT_FOUND', `no live peer known to '${this.name}' defines '${fn}'`, { fn }))
+      } else {
+        timer = setTimeout(poll, 50)
+      }
+    }
+    poll()
+    return outer
+  }
+
+  /** `asyncAny`, blocking like `sync`: the definer must be known already (else FUNCTION_NOT_FOUND at once). */
+  syncAny<T = any> (fn: string, ...args: unknown[]): T {
+    // sync() cannot call this very Rpc, so only other peers are candidates.
+    const peer = this.pickDefiner(fn, false)
+    if (peer == null) throw new RpcError('FUNCTION_NOT_FOUND', `syncAny('${fn}'): no other live peer known to '${this.name}' defines it`, { fn })
+    return this.sync<T>(peer, fn, ...args)
+  }
+
+  private pickDefiner (fn: string, includeSelf = true): string | undefined {
+    const selfDefines = includeSelf && this.registry.get(fn) != null
+    if (this.discovery == null) return selfDefines ? this.name : undefined
+    const inflight = this.calls.perPeer()
+    const scores = latencyTimesLoad({ estimateMs: peer => this.calls.rttMs.get(peer) }, { inflight: peer => inflight.get(peer) ?? 0 })
+    return this.discovery.choose(fn, scores, selfDefines)
+  }
+
   /** Calls and blocks this thread until the result is back; throws RpcError on failure. */
   sync<T = any> (peer: string, fn: string, ...args: unknown[]): T {
     this.checkOpen('sync')
@@ -270,7 +327,7 @@ export class Rpc {
       throw new RpcError('BAD_ARGUMENT', `sync('${peer}', '${fn}') calls this Rpc itself: the thread that must serve the call is the one sync() blocks, so it would deadlock; use async_()`, { peer, fn })
     }
     const session = this.directory.get(peer)
-    const addresses = [...new Set([...(session?.addrs ?? []), ...this.connectTargets])]
+    const addresses = [...new Set([...(session?.addrs ?? []), ...(this.discovery?.addressesOf(peer) ?? []), ...this.connectTargets])]
     return this.syncCaller.call(peer, fn, args, this.timeoutMs, addresses) as T
   }
 
@@ -322,6 +379,8 @@ export class Rpc {
       connections: (this.dialer?.list() ?? []).map(t => ({
         address: t.address, state: t.state, peer: t.peer, attempts: t.attempts, connects: t.connects, lastError: t.lastError
       })),
+      membership: this.discovery?.table() ?? [],
+      nameTakenBy: this.discovery?.nameTakenBy == null ? undefined : { peerId: this.discovery.nameTakenBy.peerId, incarnation: this.discovery.nameTakenBy.incarnation },
       endpoints: this.registry.list().map(e => ({
         name: e.name,
         kind: e.kind,
@@ -335,6 +394,8 @@ export class Rpc {
         calls: this.calls.counters,
         served: { ...this.dispatcher.counters, running: this.dispatcher.running },
         router: this.router.counters,
+        gossip: this.discovery == null ? undefined : { ...this.discovery.counters, ...this.discovery.membership.counters },
+        forwarding: this.discovery?.forwarder.counters,
         handshakes: { refusalsSent: this.directory.refusalsSent, refusalsReceived: this.directory.refusalsReceived, lastRefusal: this.directory.lastRefusal }
       }
     })
@@ -352,6 +413,7 @@ export class Rpc {
     for (const endpoint of this.registry.list()) this.dispatcher.closeEndpoint(endpoint, new RpcError('CLOSED', `peer '${this.name}' closed while the call waited in '${endpoint.name}'`), false)
     clearInterval(this.sweepTimer)
     this.dialer?.stop()
+    this.discovery?.stop()
     await this.startup?.catch(() => {})
     this.directory.closeAll(closed)
     await Promise.allSettled([this.shm.stop(), this.transport?.stop(), this.syncCaller.close()])
@@ -375,6 +437,24 @@ export class Rpc {
         throw err
       }
       this.transport = transport
+      if (this.options.gossip !== false) {
+        const discovery = new Discovery({
+          selfName: () => this.name,
+          peerId: transport.localPeerId,
+          incarnation: this.startedAt,
+          privateKey,
+          transport,
+          directory: this.directory,
+          router: this.router,
+          calls: this.calls,
+          addresses: () => transport.addresses(),
+          functions: () => this.registry.list().map(e => e.name),
+          dialTimeoutMs: DEFAULTS.dialTimeoutMs
+        })
+        this.discovery = discovery
+        this.router.extension = discovery
+        discovery.start()
+      }
       this.dialer = new Dialer({
         transport,
         directory: this.directory,
@@ -386,11 +466,13 @@ export class Rpc {
       this.sweepTimer = setInterval(() => {
         this.dispatcher.sweep()
         this.router.sweep()
+        this.calls.resendUnacked(DEFAULTS.resendUnackedMs)
         this.directory.prune(Date.now() - DEFAULTS.forgetPeerAfterMs)
       }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {
         clearInterval(this.sweepTimer)
         this.dialer.stop()
+        this.discovery?.stop()
         await transport.stop()
       }
     })()

@@ -47,6 +47,8 @@ class PendingCall {
   state: CallState = 'waiting'
   timer?: NodeJS.Timeout
   lookupTimer?: NodeJS.Timeout
+  sentAt = 0
+  resends = 0
 
   constructor (
     readonly id: number,
@@ -74,6 +76,8 @@ export class CallTable {
   private readonly waiting = new Map<string, Set<PendingCall>>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private closed?: RpcError
+  /** Round trip (send to reply) per peer, an EWMA in ms: the latency estimate until a bandit supplies one. */
+  readonly rttMs = new Map<string, number>()
   readonly counters: CallCounters = { started: 0, succeeded: 0, failed: {}, resent: 0, strayReplies: 0 }
 
   constructor (private readonly init: CallTableInit) {}
@@ -154,6 +158,11 @@ export class CallTable {
         this.resend(call)
       }
     }
+    this.flush(peer)
+  }
+
+  /** Tries again to send the calls waiting for `peer` (it became reachable some way). */
+  flush (peer: string): void {
     const waiting = this.waiting.get(peer)
     if (waiting == null) return
     this.waiting.delete(peer)
@@ -195,6 +204,28 @@ export class CallTable {
     }, this.init.reconnectGraceMs))
   }
 
+  /**
+   * Sends again the calls sent but neither acked nor answered for `afterMs` (doubling per
+   * resend): a frame lost on a forwarded path, or dropped by a callee too busy to take it,
+   * then costs a resend instead of the whole deadline. Same id, so the callee runs it at most once.
+   */
+  resendUnacked (afterMs: number): void {
+    const now = performance.now()
+    for (const call of [...this.calls.values()]) {
+      if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4)) {
+        call.resends++
+        this.resend(call)
+      }
+    }
+  }
+
+  /** The peer is known dead: calls it holds end now with PEER_NOT_FOUND (calls still waiting keep their lookup timer, in case it comes back). */
+  failPeer (peer: string, why: string): void {
+    for (const call of [...this.calls.values()]) {
+      if (call.peer === peer && call.state !== 'waiting') this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: ${why}`, { peer, fn: call.fn }))
+    }
+  }
+
   /** Fails every outstanding call with `error` (CLOSED on close()); new calls fail the same way. */
   close (error: RpcError): void {
     this.closed = error
@@ -233,6 +264,7 @@ export class CallTable {
   private transmit (call: PendingCall): boolean {
     if (!this.init.send(call.peer, call.frame, call.id)) return false
     call.state = 'sent'
+    call.sentAt = performance.now()
     return true
   }
 
@@ -244,6 +276,11 @@ export class CallTable {
 
   private take (peer: string, id: unknown): PendingCall | undefined {
     const call = typeof id === 'number' ? this.calls.get(id) : undefined
+    if (call != null && call.peer === peer && call.sentAt > 0) {
+      const sample = performance.now() - call.sentAt
+      const old = this.rttMs.get(peer)
+      this.rttMs.set(peer, old == null ? sample : old * 0.8 + sample * 0.2)
+    }
     if (call == null || call.peer !== peer) {
       // A reply for a call that already ended (timed out, cancelled) or a confused peer.
       this.counters.strayReplies++

@@ -41,7 +41,11 @@ export const FrameType = {
   /** [PING, nonce, padding?]: a latency probe of the bandit; answered on the same link. */
   PING: 8,
   /** [PONG, nonce] */
-  PONG: 9
+  PONG: 9,
+  /** [GOSSIP, message]: membership gossip between neighbours (see cohort/membership/membership.ts). */
+  GOSSIP: 10,
+  /** [FORWARD, source, destination, hopsLeft, innerFrame, signature, sourceRecord]: a frame relayed towards a peer with no direct link (see router/forwarder.ts). */
+  FORWARD: 11
 } as const
 
 export interface HelloBody {

@@ -76,6 +76,8 @@ export interface DirectoryInit {
   self: SelfDescription
   /** How long a link may stay silent before its HELLO. */
   helloTimeoutMs: number
+  /** The peer id that gossip says holds a live name, if any (a HELLO under another key is refused). */
+  nameHolder?: (name: string) => string | undefined
 }
 
 /** The link leads back to this very peer (connect() was given its own address). */
@@ -195,6 +197,10 @@ export class PeerDirectory {
     const existing = this.byName.get(hello.name)
     if (existing != null && existing.peerId !== hello.peerId && existing.link() != null) {
       return { code: 'NAME_TAKEN', message: `name '${hello.name}' is held by another live peer (${existing.peerId})` }
+    }
+    const holder = this.init.nameHolder?.(hello.name)
+    if (holder != null && holder !== hello.peerId) {
+      return { code: 'NAME_TAKEN', message: `name '${hello.name}' is held by another live member of the cohort (${holder})` }
     }
     return undefined
   }

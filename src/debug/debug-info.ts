@@ -52,6 +52,22 @@ export interface ConnectionInfo {
   lastError?: string
 }
 
+/** One member of the cohort as gossip knows it. */
+export interface MembershipInfo {
+  name: string
+  peerId: string
+  state: string
+  incarnation: number
+  version: number
+  addresses: Array<[string, string[]]>
+  host: { bootId: string, uid: number }
+  functions: number
+  /** 'self', or the neighbour whose gossip brought the newest record. */
+  learnedFrom: string
+  lastHeardMsAgo: number
+  directLink: boolean
+}
+
 export interface DebugInfo {
   name: string
   peerId?: string
@@ -60,6 +76,10 @@ export interface DebugInfo {
   transports: TransportInfo[]
   peers: PeerInfo[]
   connections: ConnectionInfo[]
+  /** The cohort's membership table (empty with gossip off). */
+  membership: MembershipInfo[]
+  /** Set when another live key holds this peer's name (it claimed the name later). */
+  nameTakenBy?: { peerId: string, incarnation: number }
   /** `batch`: batchSize/device of a batched endpoint; `gathering`: calls waiting for their batch to run. */
   endpoints: Array<{ name: string, kind: string, running: number, queued?: number, batch?: string, gathering?: number }>
   counters: Record<string, unknown>
@@ -97,6 +117,10 @@ function render (info: Omit<DebugInfo, 'print'>): string {
   lines.push('', table(['peer', 'arm', 'estimate µs (small/medium/large)', 'chosen', 'samples', 'failures', 'missing acks', 'masked'], arms))
   lines.push('', table(['connect()', 'state', 'peer', 'attempts', 'connects', 'last error'],
     info.connections.map(c => [c.address, c.state, c.peer ?? '-', String(c.attempts), String(c.connects), c.lastError ?? ''])))
+  lines.push('', table(['member', 'state', 'incarnation', 'version', 'addresses', 'learned from', 'last heard', 'direct'],
+    info.membership.map(m => [m.name, m.state, String(m.incarnation), String(m.version), m.addresses.map(a => `${a[0]} ${a[1].join(' ')}`).join('; '),
+      m.learnedFrom, `${m.lastHeardMsAgo} ms ago`, yes(m.directLink)])))
+  if (info.nameTakenBy != null) lines.push(`NAME TAKEN: '${info.name}' is held by ${info.nameTakenBy.peerId}`)
   lines.push('', table(['function', 'kind', 'running', 'queued', 'batch', 'gathering'],
     info.endpoints.map(e => [e.name, e.kind, String(e.running), e.queued == null ? '' : String(e.queued), e.batch ?? '', e.gathering == null ? '' : String(e.gathering)])))
   lines.push('', 'counters: ' + JSON.stringify(info.counters))

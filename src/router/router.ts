@@ -33,6 +33,20 @@ const PROBE_INTERVAL_MS = [100, 1000, 2000]
 /** Calls (and probes) remembered for their ack at most; beyond, the oldest are let go. */
 const MAX_TRACKED = 65_536
 
+/**
+ * Ways to reach a peer without a direct link, and frame types beyond calls: the cohort's
+ * discovery (gossip, lookups, forwarding) plugs in here.
+ */
+export interface RouterExtension {
+  /** No direct link to `peer`: deliver the frame some other way; false when it cannot now. `call`: the frame is a call the call table resends when the peer becomes reachable. */
+  route: (peer: string, frame: Uint8Array, call: boolean) => boolean
+  /** A frame type the router does not know; true when handled. */
+  receive: (from: CallerSlot, frame: unknown[]) => boolean
+}
+
+/** How far `send` may look: 'direct' only uses a link to the peer itself. */
+export type SendScope = 'any' | 'call' | 'direct'
+
 export interface RouterCounters {
   loopbackFrames: number
   unknownFrames: number
@@ -62,6 +76,7 @@ export class Router {
   /** Receives SHM_OFFER frames (set by the Rpc when shm is available). */
   onShmOffer?: (session: PeerSession, frame: unknown[], link: Link) => void
   readonly bandit = new LatencyBandit()
+  extension?: RouterExtension
   private readonly self: CallerSlot
   private enabled: Set<TransportName>
   readonly counters: RouterCounters = { loopbackFrames: 0, unknownFrames: 0, unroutable: 0, failovers: 0, probes: 0 }
@@ -98,8 +113,12 @@ export class Router {
     return this.enabled.has(transport)
   }
 
-  /** Sends a frame to a peer by name; false when no enabled link reaches it now. `callId` marks a CALL frame. */
-  send (peer: string, frame: Uint8Array, callId?: number): boolean {
+  /**
+   * Sends a frame to a peer by name: on the direct arm the bandit ranks best, or else
+   * (unless `scope` is 'direct') the way the discovery extension knows. False when
+   * neither reaches the peer now. `callId` marks a CALL frame, whose ack times the arm.
+   */
+  send (peer: string, frame: Uint8Array, scope: SendScope = 'any', callId?: number): boolean {
     if (peer === this.selfName()) {
       this.counters.loopbackFrames++
       queueMicrotask(() => {
@@ -114,6 +133,7 @@ export class Router {
     const session = this.directory.get(peer)
     const arms = session == null ? [] : this.eligible(session)
     if (session == null || arms.length === 0) {
+      if (scope !== 'direct' && this.extension?.route(peer, frame, scope === 'call') === true) return true
       this.counters.unroutable++
       return false
     }
@@ -192,6 +212,7 @@ export class Router {
         if (link != null && 'links' in from) this.onShmOffer?.(from as PeerSession, frame, link)
         break
       default:
+        if (this.extension?.receive(from, frame) === true) break
         this.counters.unknownFrames++
         log('ignoring frame type %s from %s', frame[0], from.name)
     }

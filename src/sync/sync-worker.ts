@@ -14,7 +14,9 @@ const rpc = new Rpc({
   name: `${config.name}#sync-${randomBytes(4).toString('hex')}`,
   cohortKey: config.cohortKey,
   maxFrameBytes: config.maxFrameBytes,
-  lookupTimeout: config.lookupTimeoutMs / 1000
+  lookupTimeout: config.lookupTimeoutMs / 1000,
+  // A helper of its parent, not a member of the cohort: it dials the callee's addresses directly.
+  gossip: false
 })
 
 function post (outcome: SyncOutcome): void {

@@ -17,9 +17,20 @@ const PEER_SCRIPT = fileURLToPath(new URL('../fixtures/peer.js', import.meta.url
 export interface PeerConfig {
   rpc?: Record<string, unknown>
   listen?: string
+  /** More addresses to listen on (a peer with a leg in two networks). */
+  listenAlso?: string[]
   connect?: string[]
   /** Extra environment variables of the child (COHORT_SHM_DISABLE=1, ...). */
   env?: Record<string, string>
+  /** What the fixture's `value` function returns. */
+  value?: number
+  /** Functions defined only on this peer; each returns the peer's name. */
+  extraFns?: string[]
+}
+
+export interface StartOptions {
+  /** Run the child inside this network namespace (`ip netns exec`; needs root). */
+  netns?: string
 }
 
 export class RemoteError extends Error {
@@ -54,8 +65,10 @@ export class PeerProcess {
     })
   }
 
-  static async start (config: PeerConfig, script = PEER_SCRIPT): Promise<PeerProcess> {
-    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env } })
+  static async start (config: PeerConfig, script = PEER_SCRIPT, options: StartOptions = {}): Promise<PeerProcess> {
+    // `ip netns exec` execs node in the namespace; the IPC channel's fd and env go through.
+    const inNetns = options.netns == null ? {} : { execPath: 'ip', execArgv: ['netns', 'exec', options.netns, process.execPath] }
+    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env }, ...inNetns })
     const hello = await new Promise<any>((resolve, reject) => {
       const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('peer did not start within 30 s')) }, 30_000)
       child.once('message', (msg: any) => {
