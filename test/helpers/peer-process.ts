@@ -84,8 +84,16 @@ export class PeerProcess {
   async request<T = any> (op: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++
     return await new Promise<T>((resolve, reject) => {
+      if (!this.child.connected) {
+        reject(new Error(`peer ${this.name} is gone; '${op}' was not sent`))
+        return
+      }
       this.pending.set(id, { resolve, reject })
-      this.child.send({ id, op, ...args })
+      // A child that dies between the check and the write fails the request, not the test process.
+      this.child.send({ id, op, ...args }, err => {
+        if (err == null || !this.pending.delete(id)) return
+        reject(new Error(`peer ${this.name}: '${op}' could not be sent: ${err.message}`))
+      })
     })
   }
 
