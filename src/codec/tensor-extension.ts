@@ -8,8 +8,8 @@
  * ```
  *
  * Bytes are in the host's order; every platform Node supports for this library is
- * little-endian. The receiver copies the bytes once, into fresh aligned storage on cpu:
- * the body they arrived in is not kept.
+ * little-endian. The receiver's tensor never shares memory with the body it arrived in:
+ * bytes that are a view into a frame are copied once into fresh aligned storage.
  */
 import { addExtension } from 'msgpackr'
 import { DTYPES, dtypeFromCode } from '../tensor/dtype.js'
@@ -37,6 +37,11 @@ export function registerTensorExtension (): void {
       const Array_ = DTYPES[dtype].array
       if (bytes.byteLength !== size * Array_.BYTES_PER_ELEMENT) {
         throw new Error(`${dtype} tensor of shape [${(shape as number[]).join(', ')}] needs ${size * Array_.BYTES_PER_ELEMENT} bytes, it carries ${bytes.byteLength}`)
+      }
+      // Bytes that own their whole buffer are already a private copy (the shm decoder makes
+      // one, see frame.ts), aligned at 0: keep them. A view into a frame is copied out.
+      if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)) {
+        return new Tensor(dtype, shape as number[], new Array_(bytes.buffer, 0, size))
       }
       const data = new Array_(size)
       new Uint8Array(data.buffer).set(bytes)
