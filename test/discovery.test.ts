@@ -121,4 +121,9 @@ test.serial('discovery - asyncAny calls a live peer that defines the function, n
   for (const name of seen) t.true(name === 'worker-1' || name === 'worker-2', name)
   const missing = await t.throwsAsync(client.request('callAny', { fn: 'nobody-defines-this' }), { instanceOf: RemoteError })
   t.is((missing as RemoteError).code, 'FUNCTION_NOT_FOUND')
+  // syncAny blocks the caller's thread and reaches a definer through its gossiped addresses.
+  const blocking = await client.request('syncAny', { fn: 'work' })
+  t.true(blocking === 'worker-1' || blocking === 'worker-2', blocking)
+  const none = await t.throwsAsync(client.request('syncAny', { fn: 'nobody-defines-this' }), { instanceOf: RemoteError })
+  t.is((none as RemoteError).code, 'FUNCTION_NOT_FOUND')
 })
