@@ -127,3 +127,15 @@ test.serial('discovery - asyncAny calls a live peer that defines the function, n
   const none = await t.throwsAsync(client.request('syncAny', { fn: 'nobody-defines-this' }), { instanceOf: RemoteError })
   t.is((none as RemoteError).code, 'FUNCTION_NOT_FOUND')
 })
+
+test.serial('discovery - two peers that do not listen reach each other by forwarding through the peer both connect to', async t => {
+  const hub = await start(t, { rpc: { name: 'relay-hub' } })
+  const left = await start(t, { rpc: { name: 'dial-only-1' }, listen: undefined, connect: [hub.addresses[0]] })
+  const right = await start(t, { rpc: { name: 'dial-only-2' }, listen: undefined, connect: [hub.addresses[0]] })
+  t.is(await left.call('dial-only-2', 'whoami'), 'dial-only-2')
+  t.is(await right.call('dial-only-1', 'add', 2, 3), 5)
+  const debug = await left.request('debug')
+  t.true(debug.counters.forwarding.originated >= 1)
+  t.is(debug.counters.forwarding.badSignature, 0)
+  t.true((await hub.request('debug')).counters.forwarding.relayed >= 2)
+})

@@ -170,7 +170,8 @@ export class Discovery implements RouterExtension {
 
   /** Addresses gossip knows for `name` (for sync()). */
   addressesOf (name: string): string[] {
-    return this.membership.get(name)?.record.addrs.find(a => a[0] === 'tcp')?.[1] ?? []
+    const entry = this.membership.get(name)
+    return entry == null ? [] : tcpAddresses(entry)
   }
 
   /** Another key holds our name in the cohort (we claimed it later). */
@@ -196,7 +197,8 @@ export class Discovery implements RouterExtension {
       this.lookup(peer)
       return false
     }
-    if (this.dialable(peer)) {
+    // A peer that does not listen (a dial-only client) can only be reached by forwarding.
+    if (tcpAddresses(entry).length > 0 && this.dialable(peer)) {
       this.dial(entry)
       if (call) return false // the call table sends it on peerUp, or after the dial failed
     } else if (this.dialing.has(peer) && call) {
@@ -291,7 +293,7 @@ export class Discovery implements RouterExtension {
   private dial (entry: MemberEntry): void {
     const name = entry.record.name
     const peerId = entry.record.peerId
-    const addresses = entry.record.addrs.find(a => a[0] === 'tcp')?.[1] ?? []
+    const addresses = tcpAddresses(entry)
     if (addresses.length === 0 || this.dialing.has(name)) return
     this.dialing.add(name)
     this.counters.dials++
@@ -381,4 +383,8 @@ export class Discovery implements RouterExtension {
   get uptimeMs (): number {
     return Date.now() - this.startedAt
   }
+}
+
+function tcpAddresses (entry: MemberEntry): string[] {
+  return entry.record.addrs.find(a => a[0] === 'tcp')?.[1] ?? []
 }
