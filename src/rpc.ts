@@ -57,6 +57,12 @@ export interface RpcOptions {
   reconnectGrace?: number
   /** Take part in gossip discovery, failure detection and forwarding (default true). */
   gossip?: boolean
+  /**
+   * Called (with a NAME_TAKEN RpcError) when this peer's name turns out to be held by another
+   * live key: a member refused our HELLO, or gossip shows the holder. connect() does not block,
+   * so this is where a later claimant learns it.
+   */
+  onNameTaken?: (error: RpcError) => void
 }
 
 /** What a call handler gets called with, and what the caller's callback receives. */
@@ -113,6 +119,7 @@ export class Rpc {
     if (options.identity != null && !(options.identity instanceof Uint8Array)) {
       throw new RpcError('BAD_ARGUMENT', 'identity must be the Uint8Array that generateIdentity() returned')
     }
+    if (options.onNameTaken != null && typeof options.onNameTaken !== 'function') throw new RpcError('BAD_ARGUMENT', 'onNameTaken must be a function')
     const maxFrameBytes = this.maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULTS.maxFrameBytes)
     const lookupTimeoutMs = this.lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
 
@@ -389,7 +396,8 @@ export class Rpc {
           calls: this.calls,
           addresses: () => transport.addresses(),
           functions: () => this.registry.list().map(e => e.name),
-          dialTimeoutMs: DEFAULTS.dialTimeoutMs
+          dialTimeoutMs: DEFAULTS.dialTimeoutMs,
+          nameTaken: this.options.onNameTaken
         })
         this.discovery = discovery
         this.router.extension = discovery

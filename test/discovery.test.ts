@@ -104,6 +104,13 @@ test.serial('discovery - a second peer claiming a live name under another key is
     return r
   }, 120, 250)
   t.is(refusal.code, 'NAME_TAKEN')
+  // The refused peer is told through onNameTaken.
+  const told = await eventually(async () => {
+    const events: string[] = await thief.request('nameTaken')
+    if (events.length === 0) throw new Error('not told yet')
+    return events
+  }, 40, 250)
+  t.regex(told[0], /^NAME_TAKEN: .*dup/)
   t.is(await seed.call('dup', 'pid'), holder.child.pid)
   t.is(await witness.call('dup', 'pid'), holder.child.pid)
   const err = await t.throwsAsync(thief.call('root', 'whoami'))

@@ -24,6 +24,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { encodeFrame, FrameType } from '../codec/frame.js'
+import { RpcError } from '../errors/rpc-error.js'
 import type { CallTable } from '../calls/call-table.js'
 import type { CallerSlot } from '../endpoints/dispatcher.js'
 import { Forwarder } from '../router/forwarder.js'
@@ -58,6 +59,8 @@ export interface DiscoveryInit {
   /** Direct links this peer keeps at least (dialing random members), so gossip does not hang on one seed. */
   minNeighbours?: number
   membership?: Partial<MembershipOptions>
+  /** Told when this peer's name is held by another live key (a NAME_TAKEN refusal, or gossip). */
+  nameTaken?: (error: RpcError) => void
 }
 
 export interface DiscoveryCounters {
@@ -97,6 +100,7 @@ export class Discovery implements RouterExtension {
   private readonly asked = new Map<string, number>()
   private readonly farSlots = new Map<string, CallerSlot & { peerId: string }>()
   private lastSelf = ''
+  private lastRefusalSeen = 0
   private stopped = false
 
   constructor (private readonly init: DiscoveryInit) {
@@ -257,6 +261,11 @@ export class Discovery implements RouterExtension {
     }
     this.membership.tick()
     this.keepNeighbours()
+    const refusal = this.init.directory.lastRefusal
+    if (refusal != null && refusal.code === 'NAME_TAKEN' && refusal.at > this.lastRefusalSeen) {
+      this.lastRefusalSeen = refusal.at
+      this.tellNameTaken(`name '${this.init.selfName()}' is taken: ${refusal.message}`)
+    }
   }
 
   private selfSummary (): string {
@@ -363,7 +372,16 @@ export class Discovery implements RouterExtension {
   }
 
   private nameLost (holder: PeerRecord): void {
-    log.error('name %s is held by %s (peer id %s); this peer claimed it later', holder.name, holder.name, holder.peerId)
+    this.tellNameTaken(`name '${holder.name}' is held by another live peer (${holder.peerId}) that claimed it first`)
+  }
+
+  private tellNameTaken (message: string): void {
+    log.error(message)
+    try {
+      this.init.nameTaken?.(new RpcError('NAME_TAKEN', message))
+    } catch (err) {
+      queueMicrotask(() => { throw err })
+    }
   }
 
   /** The caller slot (dedup state) for frames forwarded from `source`: its session when it has one, else a slot of its own. */
