@@ -148,7 +148,8 @@ export class Rpc {
       maxFrameBytes,
       lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
-      send: (peer, frame) => this.router.send(peer, frame, 'call')
+      send: (peer, frame) => this.router.send(peer, frame, 'call'),
+      hasLink: peer => peer === this.name || this.directory.linkFor(peer) != null
     })
     this.dispatcher = new Dispatcher(this.registry, {
       selfName: () => this.name,

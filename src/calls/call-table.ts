@@ -25,6 +25,9 @@ import { Future } from './future.js'
 
 const log = logger('cohort:calls')
 
+/** Calls up to this size are resent whatever their path; larger ones only when no direct link carries them. */
+const RESEND_ANY_PATH_BYTES = 64 * 1024
+
 export interface CallTableInit {
   /** Calls in flight at once; more fail with OVERLOADED. */
   maxInflight: number
@@ -36,6 +39,8 @@ export interface CallTableInit {
   reconnectGraceMs: number
   /** Puts a frame on the peer's link; false when there is no link now. */
   send: (peer: string, frame: Uint8Array) => boolean
+  /** Whether a direct link to the peer exists (TCP then delivers, so large calls are not resent blindly). */
+  hasLink?: (peer: string) => boolean
 }
 
 type CallState = 'waiting' | 'sent' | 'acked' | 'orphaned'
@@ -190,7 +195,8 @@ export class CallTable {
   resendUnacked (afterMs: number): void {
     const now = performance.now()
     for (const call of [...this.calls.values()]) {
-      if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4)) {
+      if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4) &&
+          (call.frame.byteLength <= RESEND_ANY_PATH_BYTES || this.init.hasLink?.(call.peer) !== true)) {
         call.resends++
         this.resend(call)
       }
