@@ -15,7 +15,9 @@
  *                                                     PEER_NOT_FOUND
  * ```
  *
- * A resend carries the same id, and the callee runs an id at most once (see DedupTable).
+ * A sent call that is neither acked nor answered within a while is also resent (resendUnacked:
+ * a frame lost on a forwarded path). A resend carries the same id, and the callee runs an id
+ * at most once (see DedupTable).
  */
 import { randomInt } from 'node:crypto'
 import { logger } from '@libp2p/logger'

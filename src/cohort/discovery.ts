@@ -154,9 +154,18 @@ export class Discovery implements RouterExtension {
     return this.init.directory.linkFor(name) != null
   }
 
+  /**
+   * Linked members, the neighbours to gossip with and forward through. A linked peer whose
+   * record has not come within a few seconds does not gossip (a sync() worker, or a peer with
+   * gossip off) and is left out.
+   */
   linked (): string[] {
     const out: string[] = []
-    for (const session of this.init.directory.sessions()) if (session.link() != null) out.push(session.name)
+    const now = Date.now()
+    for (const session of this.init.directory.sessions()) {
+      if (session.link() == null) continue
+      if (this.membership.get(session.name) != null || now - session.firstSeen < 5_000) out.push(session.name)
+    }
     return out
   }
 

@@ -2,7 +2,9 @@
  * Where a frame goes. Outgoing: to the peer's link on an enabled transport (today only
  * tcp carries links; shm and rdma arrive with issue 4, and with them the latency bandit
  * that picks an arm per message), or back into this process for calls to our own name.
- * Incoming: CALL frames to the dispatcher, REPLY/ERROR/ACK to the call table.
+ * Incoming: CALL frames to the dispatcher, REPLY/ERROR/ACK to the call table. A peer with
+ * no direct link, and frame types beyond these (GOSSIP, FORWARD), go to the `extension`
+ * (cohort/discovery.ts: lookups, on-demand dials, forwarding).
  *
  * ```ts
  * const router = new Router(directory, () => rpc.getName(), ['tcp'])
