@@ -133,7 +133,12 @@ export class Discovery implements RouterExtension {
       linkedTo: name => this.linkedTo(name),
       linked: () => this.linked(),
       sendDirect: (peer, frame) => init.router.send(peer, frame, 'direct'),
-      deliver: (source, peerId, frame) => { init.router.receive(this.slotFor(source, peerId), frame) }
+      deliver: (source, peerId, frame) => {
+        // A frame from the source is news that it lives (SWIM counts it as an answer to a probe).
+        const entry = this.membership.table.mutable(source)
+        if (entry != null && entry.record.peerId === peerId) entry.lastHeard = Date.now()
+        init.router.receive(this.slotFor(source, peerId), frame)
+      }
     })
   }
 
@@ -372,6 +377,8 @@ export class Discovery implements RouterExtension {
         // the call table's reconnect grace fails its calls); SWIM's verdict may be a false suspicion
         // of a peer too busy to answer probes, which it will refute.
         if (this.linkedTo(name)) break
+        // Likewise a peer whose forwarded frames reached us a moment ago.
+        if (Date.now() - entry.lastHeard < 2 * this.membership.options.probeIntervalMs) break
         this.init.calls.failPeer(name, `the cohort declared peer '${name}' dead (no answer to direct or indirect probes)`)
         break
       }

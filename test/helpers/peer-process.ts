@@ -82,8 +82,17 @@ export class PeerProcess {
   async request<T = any> (op: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++
     return await new Promise<T>((resolve, reject) => {
+      if (!this.child.connected) {
+        reject(new Error(`peer ${this.name} has exited`))
+        return
+      }
       this.pending.set(id, { resolve, reject })
-      this.child.send({ id, op, ...args })
+      // With a callback, a channel that closes meanwhile rejects this request instead of throwing.
+      this.child.send({ id, op, ...args }, err => {
+        if (err == null) return
+        this.pending.delete(id)
+        reject(err)
+      })
     })
   }
 
