@@ -71,6 +71,12 @@ export interface RpcOptions {
   emulateRdma?: RdmaEmulation
   /** Take part in gossip discovery, failure detection and forwarding (default true). */
   gossip?: boolean
+  /**
+   * Called (with a NAME_TAKEN RpcError) when this peer's name turns out to be held by another
+   * live key: a member refused our HELLO, or gossip shows the holder. connect() does not block,
+   * so this is where a later claimant learns it.
+   */
+  onNameTaken?: (error: RpcError) => void
 }
 
 /** What a call handler gets called with, and what the caller's callback receives. */
@@ -133,6 +139,7 @@ export class Rpc {
     if (options.identity != null && !(options.identity instanceof Uint8Array)) {
       throw new RpcError('BAD_ARGUMENT', 'identity must be the Uint8Array that generateIdentity() returned')
     }
+    if (options.onNameTaken != null && typeof options.onNameTaken !== 'function') throw new RpcError('BAD_ARGUMENT', 'onNameTaken must be a function')
     const maxFrameBytes = this.maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULTS.maxFrameBytes)
     const lookupTimeoutMs = this.lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
 
@@ -188,7 +195,8 @@ export class Rpc {
       lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
       resultDevice: getDevice(options.device ?? 'cpu').name,
-      send: (peer, frame, callId) => this.router.send(peer, frame, 'call', callId)
+      send: (peer, frame, callId) => this.router.send(peer, frame, 'call', callId),
+      hasLink: peer => peer === this.name || this.directory.linkFor(peer) != null
     })
     this.dispatcher = new Dispatcher(this.registry, {
       selfName: () => this.name,
@@ -449,7 +457,8 @@ export class Rpc {
           calls: this.calls,
           addresses: () => transport.addresses(),
           functions: () => this.registry.list().map(e => e.name),
-          dialTimeoutMs: DEFAULTS.dialTimeoutMs
+          dialTimeoutMs: DEFAULTS.dialTimeoutMs,
+          nameTaken: this.options.onNameTaken
         })
         this.discovery = discovery
         this.router.extension = discovery

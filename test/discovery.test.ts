@@ -104,6 +104,13 @@ test.serial('discovery - a second peer claiming a live name under another key is
     return r
   }, 120, 250)
   t.is(refusal.code, 'NAME_TAKEN')
+  // The refused peer is told through onNameTaken.
+  const told = await eventually(async () => {
+    const events: string[] = await thief.request('nameTaken')
+    if (events.length === 0) throw new Error('not told yet')
+    return events
+  }, 40, 250)
+  t.regex(told[0], /^NAME_TAKEN: .*dup/)
   t.is(await seed.call('dup', 'pid'), holder.child.pid)
   t.is(await witness.call('dup', 'pid'), holder.child.pid)
   const err = await t.throwsAsync(thief.call('root', 'whoami'))
@@ -121,4 +128,21 @@ test.serial('discovery - asyncAny calls a live peer that defines the function, n
   for (const name of seen) t.true(name === 'worker-1' || name === 'worker-2', name)
   const missing = await t.throwsAsync(client.request('callAny', { fn: 'nobody-defines-this' }), { instanceOf: RemoteError })
   t.is((missing as RemoteError).code, 'FUNCTION_NOT_FOUND')
+  // syncAny blocks the caller's thread and reaches a definer through its gossiped addresses.
+  const blocking = await client.request('syncAny', { fn: 'work' })
+  t.true(blocking === 'worker-1' || blocking === 'worker-2', blocking)
+  const none = await t.throwsAsync(client.request('syncAny', { fn: 'nobody-defines-this' }), { instanceOf: RemoteError })
+  t.is((none as RemoteError).code, 'FUNCTION_NOT_FOUND')
+})
+
+test.serial('discovery - two peers that do not listen reach each other by forwarding through the peer both connect to', async t => {
+  const hub = await start(t, { rpc: { name: 'relay-hub' } })
+  const left = await start(t, { rpc: { name: 'dial-only-1' }, listen: undefined, connect: [hub.addresses[0]] })
+  const right = await start(t, { rpc: { name: 'dial-only-2' }, listen: undefined, connect: [hub.addresses[0]] })
+  t.is(await left.call('dial-only-2', 'whoami'), 'dial-only-2')
+  t.is(await right.call('dial-only-1', 'add', 2, 3), 5)
+  const debug = await left.request('debug')
+  t.true(debug.counters.forwarding.originated >= 1)
+  t.is(debug.counters.forwarding.badSignature, 0)
+  t.true((await hub.request('debug')).counters.forwarding.relayed >= 2)
 })

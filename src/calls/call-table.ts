@@ -15,7 +15,9 @@
  *                                                     PEER_NOT_FOUND
  * ```
  *
- * A resend carries the same id, and the callee runs an id at most once (see DedupTable).
+ * A sent call that is neither acked nor answered within a while is also resent (resendUnacked:
+ * a frame lost on a forwarded path). A resend carries the same id, and the callee runs an id
+ * at most once (see DedupTable).
  */
 import { randomInt } from 'node:crypto'
 import { logger } from '@libp2p/logger'
@@ -25,6 +27,9 @@ import { tensorsTo } from '../tensor/tensor.js'
 import { Future } from './future.js'
 
 const log = logger('cohort:calls')
+
+/** Calls up to this size are resent whatever their path; larger ones only when no direct link carries them. */
+const RESEND_ANY_PATH_BYTES = 64 * 1024
 
 export interface CallTableInit {
   /** Calls in flight at once; more fail with OVERLOADED. */
@@ -39,6 +44,8 @@ export interface CallTableInit {
   resultDevice: string
   /** Puts a frame on the peer's link; false when there is no link now. */
   send: (peer: string, frame: Uint8Array, callId?: number) => boolean
+  /** Whether a direct link to the peer exists (TCP then delivers, so large calls are not resent blindly). */
+  hasLink?: (peer: string) => boolean
 }
 
 type CallState = 'waiting' | 'sent' | 'acked' | 'orphaned'
@@ -212,7 +219,8 @@ export class CallTable {
   resendUnacked (afterMs: number): void {
     const now = performance.now()
     for (const call of [...this.calls.values()]) {
-      if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4)) {
+      if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4) &&
+          (call.frame.byteLength <= RESEND_ANY_PATH_BYTES || this.init.hasLink?.(call.peer) !== true)) {
         call.resends++
         this.resend(call)
       }

@@ -24,6 +24,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { encodeFrame, FrameType } from '../codec/frame.js'
+import { RpcError } from '../errors/rpc-error.js'
 import type { CallTable } from '../calls/call-table.js'
 import type { CallerSlot } from '../endpoints/dispatcher.js'
 import { Forwarder } from '../router/forwarder.js'
@@ -58,6 +59,8 @@ export interface DiscoveryInit {
   /** Direct links this peer keeps at least (dialing random members), so gossip does not hang on one seed. */
   minNeighbours?: number
   membership?: Partial<MembershipOptions>
+  /** Told when this peer's name is held by another live key (a NAME_TAKEN refusal, or gossip). */
+  nameTaken?: (error: RpcError) => void
 }
 
 export interface DiscoveryCounters {
@@ -97,6 +100,7 @@ export class Discovery implements RouterExtension {
   private readonly asked = new Map<string, number>()
   private readonly farSlots = new Map<string, CallerSlot & { peerId: string }>()
   private lastSelf = ''
+  private lastRefusalSeen = 0
   private stopped = false
 
   constructor (private readonly init: DiscoveryInit) {
@@ -129,7 +133,12 @@ export class Discovery implements RouterExtension {
       linkedTo: name => this.linkedTo(name),
       linked: () => this.linked(),
       sendDirect: (peer, frame) => init.router.send(peer, frame, 'direct'),
-      deliver: (source, peerId, frame) => { init.router.receive(this.slotFor(source, peerId), frame) }
+      deliver: (source, peerId, frame) => {
+        // A frame from the source is news that it lives (SWIM counts it as an answer to a probe).
+        const entry = this.membership.table.mutable(source)
+        if (entry != null && entry.record.peerId === peerId) entry.lastHeard = Date.now()
+        init.router.receive(this.slotFor(source, peerId), frame)
+      }
     })
   }
 
@@ -150,9 +159,18 @@ export class Discovery implements RouterExtension {
     return this.init.directory.linkFor(name) != null
   }
 
+  /**
+   * Linked members, the neighbours to gossip with and forward through. A linked peer whose
+   * record has not come within a few seconds does not gossip (a sync() worker, or a peer with
+   * gossip off) and is left out.
+   */
   linked (): string[] {
     const out: string[] = []
-    for (const session of this.init.directory.sessions()) if (session.link() != null) out.push(session.name)
+    const now = Date.now()
+    for (const session of this.init.directory.sessions()) {
+      if (session.link() == null) continue
+      if (this.membership.get(session.name) != null || now - session.firstSeen < 5_000) out.push(session.name)
+    }
     return out
   }
 
@@ -170,7 +188,8 @@ export class Discovery implements RouterExtension {
 
   /** Addresses gossip knows for `name` (for sync()). */
   addressesOf (name: string): string[] {
-    return this.membership.get(name)?.record.addrs.find(a => a[0] === 'tcp')?.[1] ?? []
+    const entry = this.membership.get(name)
+    return entry == null ? [] : tcpAddresses(entry)
   }
 
   /** Another key holds our name in the cohort (we claimed it later). */
@@ -196,7 +215,8 @@ export class Discovery implements RouterExtension {
       this.lookup(peer)
       return false
     }
-    if (this.dialable(peer)) {
+    // A peer that does not listen (a dial-only client) can only be reached by forwarding.
+    if (tcpAddresses(entry).length > 0 && this.dialable(peer)) {
       this.dial(entry)
       if (call) return false // the call table sends it on peerUp, or after the dial failed
     } else if (this.dialing.has(peer) && call) {
@@ -255,6 +275,11 @@ export class Discovery implements RouterExtension {
     }
     this.membership.tick()
     this.keepNeighbours()
+    const refusal = this.init.directory.lastRefusal
+    if (refusal != null && refusal.code === 'NAME_TAKEN' && refusal.at > this.lastRefusalSeen) {
+      this.lastRefusalSeen = refusal.at
+      this.tellNameTaken(`name '${this.init.selfName()}' is taken: ${refusal.message}`)
+    }
   }
 
   private selfSummary (): string {
@@ -291,7 +316,7 @@ export class Discovery implements RouterExtension {
   private dial (entry: MemberEntry): void {
     const name = entry.record.name
     const peerId = entry.record.peerId
-    const addresses = entry.record.addrs.find(a => a[0] === 'tcp')?.[1] ?? []
+    const addresses = tcpAddresses(entry)
     if (addresses.length === 0 || this.dialing.has(name)) return
     this.dialing.add(name)
     this.counters.dials++
@@ -352,6 +377,8 @@ export class Discovery implements RouterExtension {
         // the call table's reconnect grace fails its calls); SWIM's verdict may be a false suspicion
         // of a peer too busy to answer probes, which it will refute.
         if (this.linkedTo(name)) break
+        // Likewise a peer whose forwarded frames reached us a moment ago.
+        if (Date.now() - entry.lastHeard < 2 * this.membership.options.probeIntervalMs) break
         this.init.calls.failPeer(name, `the cohort declared peer '${name}' dead (no answer to direct or indirect probes)`)
         break
       }
@@ -361,7 +388,16 @@ export class Discovery implements RouterExtension {
   }
 
   private nameLost (holder: PeerRecord): void {
-    log.error('name %s is held by %s (peer id %s); this peer claimed it later', holder.name, holder.name, holder.peerId)
+    this.tellNameTaken(`name '${holder.name}' is held by another live peer (${holder.peerId}) that claimed it first`)
+  }
+
+  private tellNameTaken (message: string): void {
+    log.error(message)
+    try {
+      this.init.nameTaken?.(new RpcError('NAME_TAKEN', message))
+    } catch (err) {
+      queueMicrotask(() => { throw err })
+    }
   }
 
   /** The caller slot (dedup state) for frames forwarded from `source`: its session when it has one, else a slot of its own. */
@@ -381,4 +417,8 @@ export class Discovery implements RouterExtension {
   get uptimeMs (): number {
     return Date.now() - this.startedAt
   }
+}
+
+function tcpAddresses (entry: MemberEntry): string[] {
+  return entry.record.addrs.find(a => a[0] === 'tcp')?.[1] ?? []
 }

@@ -2,8 +2,10 @@
  * Where a frame goes. Outgoing: to one of the peer's links, on the arm (transport) the
  * LatencyBandit ranks best for the frame's size among the enabled ones; a send that
  * throws masks that arm and the next one is tried. Calls to our own name loop back
- * in-process. Incoming: CALL frames to the dispatcher, REPLY/ERROR/ACK to the call table,
- * PING/PONG to the bandit's probes, SHM_OFFER to the shm transport.
+ * in-process. A peer with no direct link goes to the `extension` (cohort/discovery.ts:
+ * lookups, on-demand dials, forwarding). Incoming: CALL frames to the dispatcher,
+ * REPLY/ERROR/ACK to the call table, PING/PONG to the bandit's probes, SHM_OFFER to the
+ * shm transport, and frame types beyond these (GOSSIP, FORWARD) to the extension.
  *
  * ```ts
  * const router = new Router(directory, () => rpc.getName(), ['tcp', 'shm'])

@@ -77,6 +77,8 @@ export interface MembershipOptions {
   suspicionMult: number
   /** How long a dead entry is remembered. */
   tombstoneMs: number
+  /** Names the table holds at most; records of further names are dropped (and counted). */
+  maxMembers: number
 }
 
 export const DEFAULT_MEMBERSHIP_OPTIONS: MembershipOptions = {
@@ -89,7 +91,8 @@ export const DEFAULT_MEMBERSHIP_OPTIONS: MembershipOptions = {
   probeTimeoutMs: 500,
   indirectProbes: 3,
   suspicionMult: 4,
-  tombstoneMs: 60_000
+  tombstoneMs: 60_000,
+  maxMembers: 100_000
 }
 
 export interface MembershipDeps {
@@ -139,6 +142,8 @@ export interface MembershipCounters {
   /** Records for a live name under another key that lost the tie-break. */
   nameConflicts: number
   refutations: number
+  /** Records of new names dropped because the table was full. */
+  tableFull: number
   probes: number
   indirectProbes: number
   suspected: number
@@ -157,7 +162,7 @@ export class Membership {
   readonly options: MembershipOptions
   readonly counters: MembershipCounters = {
     messagesIn: 0, messagesOut: 0, recordsAccepted: 0, recordsRejected: 0, malformed: 0, nameConflicts: 0,
-    refutations: 0, probes: 0, indirectProbes: 0, suspected: 0, declaredDead: 0
+    refutations: 0, tableFull: 0, probes: 0, indirectProbes: 0, suspected: 0, declaredDead: 0
   }
 
   /** Set when another key holds our name (see MembershipEvents.nameLost). */
@@ -376,6 +381,10 @@ export class Membership {
     }
     const local = this.table.get(record.name)
     if (local == null) {
+      if (this.table.size >= this.options.maxMembers) {
+        this.counters.tableFull++
+        return
+      }
       if (!this.verify(record)) return
       const entry = new MemberEntry(record, RANK_STATE[rank], from, now)
       this.table.set(entry)
