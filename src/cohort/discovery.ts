@@ -15,6 +15,11 @@
  * once; a peer known only through gossip that restarted fails the calls its predecessor
  * held. A HELLO under a live member's name with another key is refused (NAME_TAKEN).
  *
+ * Not done here: links from on-demand dials are not kept (redialed) when lost, only used
+ * until then; the next hop of a forwarded frame follows gossip's reverse path or a random
+ * neighbour, with no route advertisements; the sync() worker has gossip off and reaches a
+ * peer only by its gossiped addresses.
+ *
  * ```ts
  * const discovery = new Discovery({ privateKey, transport, directory, router, calls, ... })
  * router.extension = discovery
@@ -94,7 +99,6 @@ export class Discovery implements RouterExtension {
   readonly forwarder: Forwarder
   readonly counters: DiscoveryCounters = { gossipMessagesOut: 0, gossipBytesOut: 0, gossipMessagesIn: 0, dials: 0, dialFailures: 0, lookups: 0 }
   private timer?: NodeJS.Timeout
-  private readonly startedAt = Date.now()
   private readonly dialing = new Set<string>()
   private readonly unreachableUntil = new Map<string, number>()
   private readonly asked = new Map<string, number>()
@@ -411,11 +415,6 @@ export class Discovery implements RouterExtension {
       this.farSlots.set(source, slot)
     }
     return slot
-  }
-
-  /** Started this long ago (ms), for debugInfo. */
-  get uptimeMs (): number {
-    return Date.now() - this.startedAt
   }
 }
 
