@@ -8,12 +8,13 @@
  * BENCH_ROUNDS=1 node dist/bench/batching/index.js
  * ```
  *
- * Two functions, because on a CPU a dense layer's cost grows with the batch:
+ * Three functions, because on a CPU a dense layer's cost grows with the batch:
  * - `dense`: y = W x + b with W 256x256, in plain TypeScript, row by row (cost per call
  *   the same batched or not; batching saves only the per-call RPC work);
  * - `kernel`: the same dense layer, plus a fixed 1 ms wait per run whatever the batch
- *   (Atomics.wait: the thread idles, as it does while a GPU runs a kernel). This is the
- *   case batching is for.
+ *   (Atomics.wait: the thread idles, as it does while a GPU runs a kernel);
+ * - `fixed`: only that 1 ms wait, then y = x: a fixed-cost function, the case batching
+ *   is for (a device whose run costs the same for 1 or 128 rows).
  *
  * Prints a table and writes bench/results/batching-<date>.json.
  */
@@ -29,7 +30,7 @@ import { median, nowMs, percentile, withDeadline } from '../harness.js'
 const WIDTH = 256
 const CALLERS = 64
 const BATCH_SIZES = [undefined, 1, 8, 32, 128] as const
-const FUNCTIONS = ['dense', 'kernel'] as const
+const FUNCTIONS = ['dense', 'kernel', 'fixed'] as const
 const KERNEL_WAIT_MS = 1
 /** A partial batch waits at most this long; 64 callers never fill a batch of 128. */
 const MAX_WAIT_MS = 2
@@ -64,7 +65,8 @@ function dense (x: Float32Array, rows: number): Float32Array {
 const idle = new Int32Array(new SharedArrayBuffer(4))
 function run (fn: Fn, x: Tensor): Tensor {
   const rows = x.shape.length === 2 ? x.shape[0] : 1
-  if (fn === 'kernel') Atomics.wait(idle, 0, 0, KERNEL_WAIT_MS)
+  if (fn !== 'dense') Atomics.wait(idle, 0, 0, KERNEL_WAIT_MS)
+  if (fn === 'fixed') return x
   return tensor(dense(x.data as Float32Array, rows), x.shape)
 }
 
@@ -99,7 +101,7 @@ async function measure (rpc: Rpc, fn: Fn, batchSize: number | undefined, round: 
   const name = endpointName(fn, batchSize)
   const inputs = Array.from({ length: CALLERS }, (_, c) => tensor(Float32Array.from({ length: WIDTH }, (_, j) => Math.sin(c * WIDTH + j))))
   // Every result is checked against the function applied alone, so a fast wrong answer cannot pass.
-  const expected = inputs.map(x => run('dense', x).data as Float32Array)
+  const expected = inputs.map(x => (fn === 'fixed' ? x : run('dense', x)).data as Float32Array)
   const latencies: number[] = []
   let calls = 0
   let measuring = false
@@ -158,6 +160,7 @@ async function main (): Promise<void> {
   console.log('')
   console.log(`Batching: ${CALLERS} concurrent callers in another process, float32 [${WIDTH}] in and out, maxWaitMs ${MAX_WAIT_MS}; median of ${CONFIG.rounds} round(s).`)
   console.log(`dense: 256x256 layer in plain TypeScript, cost grows with the batch.  kernel: the same plus a fixed ${KERNEL_WAIT_MS} ms idle wait per run (a device kernel).`)
+  console.log(`fixed: only the ${KERNEL_WAIT_MS} ms wait (y = x), a fixed-cost function.`)
   console.log('')
   const header = ['function', 'batch', 'calls/s', 'x unbatched', 'p50 µs', 'p99 µs']
   const cells = rows.map(r => [r.fn, String(r.batchSize), Math.round(r.callsPerSec).toLocaleString('en-US'), (r.callsPerSec / base(r.fn)).toFixed(2), Math.round(r.p50Us).toLocaleString('en-US'), Math.round(r.p99Us).toLocaleString('en-US')])
