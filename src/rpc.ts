@@ -324,7 +324,13 @@ export class Rpc {
     const selfDefines = includeSelf && this.registry.get(fn) != null
     if (this.discovery == null) return selfDefines ? this.name : undefined
     const inflight = this.calls.perPeer()
-    const scores = latencyTimesLoad({ estimateMs: peer => this.calls.rttMs.get(peer) }, { inflight: peer => inflight.get(peer) ?? 0 })
+    // The bandit's measured estimate where it has one (peers with several arms are probed);
+    // else the call table's own round-trip average.
+    const estimateMs = (peer: string): number | undefined => {
+      const us = this.router.bandit.peerEstimateUs(peer)
+      return us != null ? us / 1000 : this.calls.rttMs.get(peer)
+    }
+    const scores = latencyTimesLoad({ estimateMs }, { inflight: peer => inflight.get(peer) ?? 0 })
     return this.discovery.choose(fn, scores, selfDefines)
   }
 

@@ -62,3 +62,15 @@ test('bandit - best() takes the cheaper-by-construction arm among those noise ca
   b.fail('p', 'tcp', 3) // the arm in use fails: masked, back to shm
   t.is(b.best('p', arms, 0, 3), 1)
 })
+
+test('bandit - a peer\'s estimate for asyncAny is its best measured unmasked arm, none before a sample', t => {
+  const b = new LatencyBandit({ maskMs: 1000 })
+  t.is(b.peerEstimateUs('p', 0), undefined)
+  t.deepEqual(b.rank('p', ['shm', 'tcp'], 0, 0), ['shm', 'tcp']) // priors alone are no measurement
+  t.is(b.peerEstimateUs('p', 0), undefined)
+  b.sample('p', 'tcp', 0, 400, 0)
+  b.sample('p', 'shm', 0, 30, 0)
+  t.is(b.peerEstimateUs('p', 0), 30)
+  b.fail('p', 'shm', 10)
+  t.is(b.peerEstimateUs('p', 20), 400)
+})

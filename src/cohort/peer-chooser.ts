@@ -4,8 +4,8 @@
  * load almost as well as asking every candidate, at the cost of two look-ups.
  *
  * The score is expected latency times (1 + calls in flight). The latency estimate comes
- * from a `LatencyEstimates` source: today the call table's own round-trip EWMA; the latency
- * bandit (router/latency-bandit, another branch) can implement the same interface.
+ * from a `LatencyEstimates` source: the Rpc hands in the latency bandit's measured estimate
+ * (router/latency-bandit) where it has one, else the call table's own round-trip EWMA.
  *
  * ```ts
  * const scores = latencyTimesLoad({ estimateMs: p => rtt.get(p) }, { inflight: p => perPeer.get(p) ?? 0 })

@@ -175,6 +175,19 @@ export class LatencyBandit {
     }))
   }
 
+  /**
+   * The best measured small-message latency to `peer` over its unmasked arms, µs;
+   * undefined before any arm has a sample (priors are not measurements).
+   */
+  peerEstimateUs (peer: string, now = Date.now()): number | undefined {
+    let best: number | undefined
+    for (const state of this.peers.get(peer)?.values() ?? []) {
+      const us = state.estimateUs[0]
+      if (state.maskedUntil <= now && !Number.isNaN(us) && (best == null || us < best)) best = us
+    }
+    return best
+  }
+
   /** The class's own estimate, else the nearest smaller class's, else the prior. */
   private estimate (state: ArmState, arm: TransportName, size: SizeClass): number {
     for (let c = size; c >= 0; c--) {
