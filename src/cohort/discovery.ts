@@ -89,6 +89,7 @@ export interface MemberInfo {
   addresses: Array<[string, string[]]>
   host: { bootId: string, uid: number }
   functions: number
+  /** 'self', or the neighbour whose gossip brought the newest record. */
   learnedFrom: string
   lastHeardMsAgo: number
   directLink: boolean

@@ -3,6 +3,7 @@
  */
 import type { ArmInfo } from '../router/latency-bandit.js'
 import type { TransportName } from '../transports/transport.js'
+import type { MemberInfo } from '../cohort/discovery.js'
 
 export interface TransportInfo {
   name: TransportName
@@ -52,21 +53,8 @@ export interface ConnectionInfo {
   lastError?: string
 }
 
-/** One member of the cohort as gossip knows it. */
-export interface MembershipInfo {
-  name: string
-  peerId: string
-  state: string
-  incarnation: number
-  version: number
-  addresses: Array<[string, string[]]>
-  host: { bootId: string, uid: number }
-  functions: number
-  /** 'self', or the neighbour whose gossip brought the newest record. */
-  learnedFrom: string
-  lastHeardMsAgo: number
-  directLink: boolean
-}
+/** One member of the cohort as gossip knows it (see cohort/discovery.ts). */
+export type MembershipInfo = MemberInfo
 
 export interface DebugInfo {
   name: string
