@@ -10,7 +10,9 @@
  *  +--------+---------------------+
  * ```
  */
+import { createServer, type Server, type Socket } from 'node:net'
 import { Uint8ArrayList } from 'uint8arraylist'
+import type { EchoClient } from '../harness.js'
 
 export const HEADER_BYTES = 4
 
@@ -80,5 +82,51 @@ export class OrderedCalls {
       this.head = 0
     }
     waiter?.resolve(message)
+  }
+}
+
+/**
+ * An echo server of this framing on Node `net`: every message comes back with one write.
+ * `listen` binds it (a port or a unix socket path); `close` also ends open connections.
+ */
+export async function listenEcho (listen: (server: Server, ready: () => void) => void, noDelay: boolean): Promise<{ server: Server, close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const server = createServer(socket => {
+    sockets.add(socket)
+    if (noDelay) socket.setNoDelay(true)
+    const splitter = new FrameSplitter(frame => { socket.write(frame) })
+    socket.on('data', chunk => { splitter.push(chunk) })
+    socket.on('error', () => {})
+    socket.on('close', () => { sockets.delete(socket) })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    listen(server, resolve)
+  })
+  return {
+    server,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+    }
+  }
+}
+
+/** A client of that echo over `socket` (connecting now); calls are answered in order. */
+export async function echoClient (socket: Socket, name: string): Promise<EchoClient> {
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve)
+    socket.once('error', reject)
+  })
+  const calls = new OrderedCalls(frame => { socket.write(frame) })
+  socket.on('data', chunk => { calls.splitter.push(chunk) })
+  socket.on('error', err => { calls.fail(err) })
+  socket.on('close', () => { calls.fail(new Error(`${name} socket closed`)) })
+  return {
+    call: async payload => await calls.call(payload),
+    close: async () => {
+      await new Promise<void>(resolve => { socket.end(resolve) })
+      socket.destroy()
+    }
   }
 }
