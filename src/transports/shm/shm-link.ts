@@ -30,6 +30,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
+import { FrameInbox } from '../frame-inbox.js'
 import { decodeFrameBody, HEADER_BYTES } from '../../codec/frame.js'
 import { RpcError } from '../../errors/rpc-error.js'
 import { newLinkStats, type Link, type LinkStats } from '../transport.js'
@@ -66,6 +67,7 @@ export const liveShmLinks = new Set<ShmLink>()
 export class ShmLink implements Link {
   readonly transport = 'shm' as const
   readonly remotePeerId: string
+  private readonly inbox: FrameInbox
   readonly remoteAddress: string
   readonly direction: 'inbound' | 'outbound'
   readonly stats: LinkStats = newLinkStats()
@@ -80,8 +82,6 @@ export class ShmLink implements Link {
   private readonly bell: Watcher
   private readonly hangup: Watcher
   private readonly init: ShmLinkInit
-  private early?: unknown[][] = []
-  private frameHandler?: (frame: unknown[]) => void
   private queue: Uint8Array[] = []
   private queueAt = 0
   private queuedBytes = 0
@@ -101,6 +101,7 @@ export class ShmLink implements Link {
     this.native = init.native
     this.memory = init.memory
     this.remotePeerId = init.remotePeerId
+    this.inbox = new FrameInbox(log, this.remotePeerId)
     this.remoteAddress = init.remoteAddress
     this.direction = init.direction
     this.maxQueuedBytes = 2 * init.maxFrameBytes
@@ -117,14 +118,11 @@ export class ShmLink implements Link {
   }
 
   get onFrame (): (frame: unknown[]) => void {
-    return this.frameHandler ?? (() => {})
+    return this.inbox.onFrame
   }
 
   set onFrame (handler: (frame: unknown[]) => void) {
-    this.frameHandler = handler
-    const early = this.early
-    this.early = undefined
-    if (early != null) for (const frame of early) this.frameHandler?.(frame)
+    this.inbox.onFrame = handler
   }
 
   get open (): boolean {
@@ -292,15 +290,7 @@ export class ShmLink implements Link {
 
   private deliver (frame: unknown[]): void {
     if (this.closed) return
-    if (this.early != null) {
-      this.early.push(frame)
-      return
-    }
-    try {
-      this.frameHandler?.(frame)
-    } catch (err) {
-      log.error('frame handler failed on a frame from %s: %e', this.remotePeerId, err)
-    }
+    this.inbox.deliver(frame)
   }
 
   /** Bad bytes: drop the link, never the process. */

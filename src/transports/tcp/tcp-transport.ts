@@ -16,6 +16,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { logger } from '@libp2p/logger'
+import { FrameInbox } from '../frame-inbox.js'
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -111,11 +112,10 @@ export class TcpTransport implements Transport {
 class TcpLink implements Link {
   readonly transport = 'tcp' as const
   readonly remotePeerId: string
+  private readonly inbox: FrameInbox
   readonly remoteAddress: string
   readonly stats: LinkStats = newLinkStats()
   /** Frames that arrived before the owner set onFrame (the remote may speak first). */
-  private early?: unknown[][] = []
-  private frameHandler?: (frame: unknown[]) => void
   onClose: (reason: Error | undefined) => void = () => {}
 
   private readonly reader: FrameReader
@@ -134,6 +134,7 @@ class TcpLink implements Link {
     maxFrameBytes: number
   ) {
     this.remotePeerId = connection.remotePeer.toString()
+    this.inbox = new FrameInbox(log, this.remotePeerId)
     this.remoteAddress = fromMultiaddr(connection.remoteAddr)
     this.reader = new FrameReader(maxFrameBytes)
     this.maxQueuedBytes = 2 * maxFrameBytes
@@ -148,15 +149,11 @@ class TcpLink implements Link {
   }
 
   get onFrame (): (frame: unknown[]) => void {
-    return this.frameHandler ?? (() => {})
+    return this.inbox.onFrame
   }
 
   set onFrame (handler: (frame: unknown[]) => void) {
-    this.frameHandler = handler
-    const early = this.early
-    this.early = undefined
-    // Read the handler per frame: a HELLO among them may hand the link to a new owner.
-    if (early != null) for (const frame of early) this.frameHandler?.(frame)
+    this.inbox.onFrame = handler
   }
 
   get open (): boolean {
@@ -232,8 +229,7 @@ class TcpLink implements Link {
     try {
       for (const frame of this.reader.push(data)) {
         this.stats.framesIn++
-        if (this.early != null) this.early.push(frame)
-        else this.deliver(frame)
+        this.inbox.deliver(frame)
         if (this.closed) return
       }
     } catch (err) {
@@ -245,14 +241,6 @@ class TcpLink implements Link {
     }
   }
 
-  /** A failure above us is logged, not taken out on the link: the bytes were fine. */
-  private deliver (frame: unknown[]): void {
-    try {
-      this.frameHandler?.(frame)
-    } catch (err) {
-      log.error('frame handler failed on a frame from %s: %e', this.remotePeerId, err)
-    }
-  }
 
   private finish (reason: Error | undefined): void {
     if (this.closed) return
