@@ -24,7 +24,7 @@
  */
 import { RpcError } from '../errors/rpc-error.js'
 import { getDevice, type Device } from './device.js'
-import { Tensor } from './tensor.js'
+import { isPlainObject, Tensor } from './tensor.js'
 
 export interface StackedCalls {
   /** The batch's arguments, one per argument of a call. */
@@ -143,12 +143,6 @@ function perCall (n: number, make: (i: number) => unknown): unknown[] {
   const out = new Array<unknown>(n)
   for (let i = 0; i < n; i++) out[i] = make(i)
   return out
-}
-
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object') return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
 }
 
 function sameShape (a: readonly number[], b: readonly number[]): boolean {

@@ -172,9 +172,8 @@ function mapTensors (value: unknown, fn: (t: Tensor) => Tensor, depth = 0, seen?
   }
   const adopted = adoptTensorLike(value)
   if (adopted != null) return fn(adopted)
-  const proto = Object.getPrototypeOf(value)
   // Other class instances (Map, Set, Date, ...) travel as they are.
-  if (proto !== Object.prototype && proto !== null) return value
+  if (!isPlainObject(value)) return value
   let out: Record<string, unknown> | undefined
   for (const key in value) {
     const item = (value as Record<string, unknown>)[key]
@@ -185,6 +184,13 @@ function mapTensors (value: unknown, fn: (t: Tensor) => Tensor, depth = 0, seen?
     }
   }
   return out ?? value
+}
+
+/** An object literal (or one made with a null prototype): walked as a container of values. */
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
 }
 
 /** The element count of `shape`; throws BAD_ARGUMENT unless it is a list of non-negative integers. */
