@@ -12,7 +12,7 @@
  * ```ts
  * const bytes = encodeFrame([FrameType.ACK, 7])
  * const reader = new FrameReader(1 << 20)
- * for (const frame of reader.push(bytes)) console.log(frame) // [6, 7]
+ * reader.push(bytes, frame => { console.log(frame) }) // [6, 7]
  * ```
  */
 import { Packr, RESERVE_START_SPACE } from 'msgpackr'
@@ -97,9 +97,13 @@ export function decodeValue (bytes: Uint8Array): unknown {
 }
 
 /**
- * Reassembles frames from the chunks a byte stream delivers. Throws `BAD_FRAME` on a
- * length above `maxFrameBytes` or a body that is not msgpack; after a throw the stream
- * is out of step and the link must be closed.
+ * Reassembles frames from the chunks a byte stream delivers and hands each to `onFrame`.
+ * Throws `BAD_FRAME` on a length above `maxFrameBytes` or a body that is not msgpack;
+ * after a throw the stream is out of step and the link must be closed.
+ *
+ * A chunk that starts on a frame boundary is decoded where it lies; only the bytes of a
+ * frame split across chunks are gathered (the common case, one chunk holding whole
+ * frames, copies nothing).
  */
 export class FrameReader {
   private readonly buffer = new Uint8ArrayList()
@@ -111,18 +115,43 @@ export class FrameReader {
     return this.buffer.byteLength
   }
 
-  * push (chunk: Uint8Array | Uint8ArrayList): Generator<unknown[]> {
+  push (chunk: Uint8Array | Uint8ArrayList, onFrame: (frame: unknown[]) => void): void {
+    if (this.buffer.byteLength === 0) {
+      // libp2p hands over a list, usually of one array, which subarray() returns as it is.
+      const whole = chunk instanceof Uint8Array ? chunk : chunk.subarray()
+      const used = this.decodeWhole(whole, onFrame)
+      if (used < whole.byteLength) this.buffer.append(whole.subarray(used))
+      return
+    }
     this.buffer.append(chunk)
     while (this.buffer.byteLength >= HEADER_BYTES) {
-      const length = this.buffer.getUint32(0)
-      if (length > this.maxFrameBytes) {
-        throw new RpcError('BAD_FRAME', `frame of ${length} bytes is above the limit of ${this.maxFrameBytes} bytes`)
-      }
+      const length = this.checkedLength(this.buffer.getUint32(0))
       if (this.buffer.byteLength < HEADER_BYTES + length) return
       const body = this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length)
       this.buffer.consume(HEADER_BYTES + length)
-      yield decodeFrameBody(body)
+      onFrame(decodeFrameBody(body))
     }
+  }
+
+  /** Decodes the whole frames at the start of `bytes`; returns how many bytes they took. */
+  private decodeWhole (bytes: Uint8Array, onFrame: (frame: unknown[]) => void): number {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    let at = 0
+    while (bytes.byteLength - at >= HEADER_BYTES) {
+      const length = this.checkedLength(view.getUint32(at))
+      if (bytes.byteLength - at < HEADER_BYTES + length) break
+      const body = bytes.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length)
+      at += HEADER_BYTES + length
+      onFrame(decodeFrameBody(body))
+    }
+    return at
+  }
+
+  private checkedLength (length: number): number {
+    if (length > this.maxFrameBytes) {
+      throw new RpcError('BAD_FRAME', `frame of ${length} bytes is above the limit of ${this.maxFrameBytes} bytes`)
+    }
+    return length
   }
 }
 
