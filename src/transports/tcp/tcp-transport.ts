@@ -21,6 +21,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { FrameReader } from '../../codec/frame.js'
+import { loopSpinner } from '../loop-spinner.js'
 import { RpcError } from '../../errors/rpc-error.js'
 import { newLinkStats, type Link, type LinkStats, type Transport } from '../transport.js'
 import { fromMultiaddr, toMultiaddr } from './address.js'
@@ -42,6 +43,8 @@ export interface TcpTransportInit {
   prologue?: Uint8Array
   /** Largest frame accepted from the remote end. */
   maxFrameBytes: number
+  /** Keep the event loop polling for a short window after traffic (see loop-spinner.ts; default true). */
+  spin?: boolean
 }
 
 export class TcpTransport implements Transport {
@@ -77,7 +80,7 @@ export class TcpTransport implements Transport {
         }
       })
       await this.node.handle(CALL_PROTOCOL, (stream, connection) => {
-        this.inboundHandler(this.track(new TcpLink(stream, connection, 'inbound', this.init.maxFrameBytes)))
+        this.inboundHandler(this.track(new TcpLink(stream, connection, 'inbound', this.init.maxFrameBytes, this.init.spin !== false)))
       }, { maxInboundStreams: 16, maxOutboundStreams: 16 })
       return
     }
@@ -94,7 +97,7 @@ export class TcpTransport implements Transport {
     if (this.node == null) throw new Error('tcp transport is not started')
     const connection = await this.node.dial(toMultiaddr(address), { signal })
     const stream = await connection.newStream(CALL_PROTOCOL, { signal })
-    return this.track(new TcpLink(stream, connection, 'outbound', this.init.maxFrameBytes))
+    return this.track(new TcpLink(stream, connection, 'outbound', this.init.maxFrameBytes, this.init.spin !== false))
   }
 
   async stop (): Promise<void> {
@@ -126,12 +129,19 @@ class TcpLink implements Link {
   private waitingForDrain = false
   private closed = false
   private readonly closeHooks: Array<() => void> = []
+  private readonly deliverBound = (frame: unknown[]): void => {
+    // Frames after a close (a handler closed the link) are dropped, as the bytes behind them.
+    if (this.closed) return
+    this.stats.framesIn++
+    this.inbox.deliver(frame)
+  }
 
   constructor (
     private readonly stream: Stream,
     private readonly connection: Connection,
     readonly direction: 'inbound' | 'outbound',
-    maxFrameBytes: number
+    maxFrameBytes: number,
+    private readonly spin: boolean
   ) {
     this.remotePeerId = connection.remotePeer.toString()
     this.inbox = new FrameInbox(log, this.remotePeerId)
@@ -215,6 +225,7 @@ class TcpLink implements Link {
     else payload = new Uint8ArrayList(...frames)
     this.stats.bytesOut += bytes
     this.stats.writes++
+    if (this.spin) loopSpinner.traffic()
     try {
       if (!this.stream.send(payload)) this.waitingForDrain = true
     } catch (err) {
@@ -226,12 +237,9 @@ class TcpLink implements Link {
   private receive (data: Uint8Array | Uint8ArrayList): void {
     if (this.closed) return
     this.stats.bytesIn += data.byteLength
+    if (this.spin) loopSpinner.traffic()
     try {
-      for (const frame of this.reader.push(data)) {
-        this.stats.framesIn++
-        this.inbox.deliver(frame)
-        if (this.closed) return
-      }
+      this.reader.push(data, this.deliverBound)
     } catch (err) {
       // Bad bytes put the stream out of step: drop the link, never the process.
       log.error('closing link to %s: %s', this.remotePeerId, (err as Error).message)
