@@ -126,6 +126,10 @@ class TcpLink implements Link {
   private queuedBytes = 0
   private readonly maxQueuedBytes: number
   private flushScheduled = false
+  /** This turn received more than one frame (cleared when the turn ends). */
+  private burst = false
+  /** Frames just received are being handled; what they send waits until all are. */
+  private receiving = false
   private waitingForDrain = false
   private closed = false
   private readonly closeHooks: Array<() => void> = []
@@ -202,15 +206,21 @@ class TcpLink implements Link {
   /**
    * The first frame of a loop turn leaves at once (a lone call pays no wait); frames that
    * follow in the same turn queue up and leave together in one send when the turn ends.
+   * In a turn that received several frames at once, answers to them are likely to follow,
+   * so even the first waits for the end of the turn: one write instead of two. (libp2p
+   * writes to the socket only after the turn anyway, so the first frame loses nothing.)
    */
   private scheduleFlush (): void {
     if (this.flushScheduled || this.waitingForDrain) return
     this.flushScheduled = true
+    if (!this.burst && !this.receiving) this.flush()
+    setImmediate(this.endOfTurn)
+  }
+
+  private readonly endOfTurn = (): void => {
+    this.flushScheduled = false
+    this.burst = false
     this.flush()
-    setImmediate(() => {
-      this.flushScheduled = false
-      this.flush()
-    })
   }
 
   private flush (): void {
@@ -238,6 +248,8 @@ class TcpLink implements Link {
     if (this.closed) return
     this.stats.bytesIn += data.byteLength
     if (this.spin) loopSpinner.traffic()
+    const framesBefore = this.stats.framesIn
+    this.receiving = true
     try {
       this.reader.push(data, this.deliverBound)
     } catch (err) {
@@ -246,9 +258,21 @@ class TcpLink implements Link {
       this.stream.abort(err as Error)
       this.connection.close().catch(() => {})
       this.finish(err as Error)
+      return
+    } finally {
+      this.receiving = false
+    }
+    if (this.stats.framesIn - framesBefore > 1) {
+      this.burst = true
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(this.endOfTurn)
+      }
+    } else if (!this.burst) {
+      // A lone frame: whatever answered it leaves now.
+      this.flush()
     }
   }
-
 
   private finish (reason: Error | undefined): void {
     if (this.closed) return
