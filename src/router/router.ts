@@ -16,9 +16,10 @@
  * Probes: while frames of a size class flow to a peer with more than one arm, every arm
  * gets a PING of about that size every `PROBE_INTERVAL_MS[class]` and its PONG's round
  * trip is a sample. Nothing is probed while nothing is sent, so an idle peer costs
- * nothing. Calls are timed only for their ack: a call with no REPLY, ERROR or ACK within
- * `ackTimeoutMs` is a sample equal to that timeout on the arm it left on (a reply's time
- * includes the handler's, so it says nothing about the arm).
+ * nothing. Calls to a peer with more than one arm are timed only for their ack: a call
+ * with no REPLY, ERROR or ACK within `ackTimeoutMs` is a sample equal to that timeout on
+ * the arm it left on (a reply's time includes the handler's, so it says nothing about the
+ * arm). With one arm there is no choice to inform, and no call is timed.
  */
 import { logger } from '@libp2p/logger'
 import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../codec/frame.js'
@@ -161,7 +162,8 @@ export class Router {
       return false
     }
     this.bandit.chose(peer, sent.transport, size)
-    if (callId != null) this.track(this.trackedCalls, callId, { peer, arm: sent.transport, size, t0: performance.now() })
+    // With one arm there is nothing to choose between, so no ack timing either.
+    if (callId != null && arms.length > 1) this.track(this.trackedCalls, callId, { peer, arm: sent.transport, size, t0: performance.now() })
     return true
   }
 
