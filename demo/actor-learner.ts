@@ -13,7 +13,7 @@
  * It forks the actors (demo/actor.ts), each told only the learner's address; they join by
  * gossip, call a ring neighbour by name, and ask `evaluate` of whichever evaluator actor
  * asyncAny picks. Once a second it asks every actor for its `stats` and prints a line; at
- * the end it asks each to `finish` and prints a summary (and, with --json, one JSON line).
+ * the end it asks each to `stop`, then for its `report`, and prints a summary (and, with --json, one JSON line).
  * Children are killed on every way out: normal end, error, Ctrl-C.
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -178,7 +178,8 @@ async function main (options: Options, actors: ActorProcesses): Promise<void> {
       last = { at: now, actCalls: stats.actCalls, actBatches: stats.actBatches }
     }
 
-    const reports = await Promise.all(names.map(async name => await rpc.async_<ActorReport>(name, 'finish')))
+    await Promise.all(names.map(async name => await rpc.async_(name, 'stop')))
+    const reports = await Promise.all(names.map(async name => await rpc.async_<ActorReport>(name, 'report')))
     const info = rpc.debugInfo()
     const learnerMembership = Object.fromEntries(info.membership.map(m => [m.name, m.state]))
     await actors.stop(5_000)

@@ -8,7 +8,7 @@
  * action, step; every `trajectoryLength` steps it sends the trajectory to the learner's
  * `trajectory` queue. Every few trajectories it asks some evaluator (any peer that defines
  * `evaluate`, picked by asyncAny) to score the current policy. The learner drives it by
- * calling its functions by name: `start`, `stats`, `finish`.
+ * calling its functions by name: `start`, `stats`, `stop`, `report`.
  */
 import { Rpc, tensor, type Future, type Tensor } from '../src/index.js'
 import { evaluate, OBS_SIZE, prng, RingChase, sampleAction } from './env.js'
@@ -33,7 +33,7 @@ export interface ActorTick {
   actLatencyMs: Float32Array
 }
 
-/** What `finish` returns once every loop has stopped and every call has ended. */
+/** What `report` returns once every actor has stopped and every call has ended. */
 export interface ActorReport {
   name: string
   pid: number
@@ -148,10 +148,16 @@ rpc.define('stats', (): ActorTick => {
   return out
 })
 
-rpc.define('finish', async (): Promise<ActorReport> => {
+rpc.define('stop', async () => {
   running = false
   await Promise.all(loops)
   while (pending.size > 0) await Promise.all(pending)
+  return true
+})
+
+// Asked only once every actor has stopped: by then every evaluation any actor asked for has
+// been answered, so what this one served is final too.
+rpc.define('report', (): ActorReport => {
   const info = rpc.debugInfo()
   const learner = info.peers.find(p => p.name === 'learner')
   const chosen: Record<string, number> = {}
