@@ -161,20 +161,23 @@ async function main (options: Options, actors: ActorProcesses): Promise<void> {
     console.log(header)
     const rewardBySecond: number[] = []
     let last = { at: runStart, actCalls: 0, actBatches: 0 }
-    let second = 0
-    while (Date.now() - runStart < options.seconds * 1000) {
-      await new Promise(resolve => setTimeout(resolve, Math.min(1000, runStart + options.seconds * 1000 - Date.now())))
+    const seconds = Math.ceil(options.seconds)
+    for (let second = 1; second <= seconds; second++) {
+      // Ticks on the second from the start, whatever the polls cost; the last one at the end.
+      const at = runStart + Math.min(second, options.seconds) * 1000
+      await new Promise(resolve => setTimeout(resolve, Math.max(0, at - Date.now())))
       const ticks = await Promise.all(names.map(async name => await rpc.async_<ActorTick>(name, 'stats')))
       const now = Date.now()
       const dt = (now - last.at) / 1000
+      // Each actor counts its steps over its own interval between two polls.
+      const stepsPerSec = ticks.reduce((s, t) => s + t.steps / Math.max(1e-3, t.intervalMs / 1000), 0)
       const steps = ticks.reduce((s, t) => s + t.steps, 0)
       const reward = ticks.reduce((s, t) => s + t.rewardSum, 0) / Math.max(1, steps)
       rewardBySecond.push(reward)
       const latency = Float32Array.from(ticks.flatMap(t => [...t.actLatencyMs])).sort()
       const calls = stats.actCalls - last.actCalls
       const batches = stats.actBatches - last.actBatches
-      second++
-      console.log(`${String(second).padStart(4)}  ${fmt(steps / dt).padStart(8)}  ${fmt(calls / dt).padStart(11)}  ${fmt(calls / Math.max(1, batches), 1).padStart(10)}  ${fmt(stats.trajectoriesLearned).padStart(12)}  ${fmt(percentile(latency, 0.5), 2).padStart(10)}  ${fmt(reward, 2).padStart(6)}`)
+      console.log(`${String(second).padStart(4)}  ${fmt(stepsPerSec).padStart(8)}  ${fmt(calls / dt).padStart(11)}  ${fmt(calls / Math.max(1, batches), 1).padStart(10)}  ${fmt(stats.trajectoriesLearned).padStart(12)}  ${fmt(percentile(latency, 0.5), 2).padStart(10)}  ${fmt(reward, 2).padStart(6)}`)
       last = { at: now, actCalls: stats.actCalls, actBatches: stats.actBatches }
     }
 
@@ -182,11 +185,13 @@ async function main (options: Options, actors: ActorProcesses): Promise<void> {
     const reports = await Promise.all(names.map(async name => await rpc.async_<ActorReport>(name, 'report')))
     const info = rpc.debugInfo()
     const learnerMembership = Object.fromEntries(info.membership.map(m => [m.name, m.state]))
+    const shm = info.transports.find(tr => tr.name === 'shm')
+    const shmNote = shm?.available === true ? 'shm available on this host (native addon built)' : `shm unavailable here (${shm?.reason ?? 'unknown'}), so TCP carries everything`
     await actors.stop(5_000)
     await rpc.close()
     await learning
 
-    printSummary(options, reports, stats, learnedBy, duplicates, policy, learnerMembership, rewardBySecond)
+    printSummary(options, reports, stats, learnedBy, duplicates, policy, learnerMembership, rewardBySecond, shmNote)
     if (options.json) {
       console.log(JSON.stringify({
         ok: true,
@@ -210,7 +215,7 @@ async function main (options: Options, actors: ActorProcesses): Promise<void> {
 }
 
 function printSummary (options: Options, reports: ActorReport[], stats: LearnerStats, learnedBy: Map<string, Set<number>>, duplicates: number,
-  policy: Policy, learnerMembership: Record<string, string>, rewardBySecond: number[]): void {
+  policy: Policy, learnerMembership: Record<string, string>, rewardBySecond: number[], shmNote: string): void {
   const steps = reports.reduce((s, r) => s + r.steps, 0)
   const sent = reports.reduce((s, r) => s + r.trajectoriesSent, 0)
   console.log('')
@@ -219,26 +224,26 @@ function printSummary (options: Options, reports: ActorReport[], stats: LearnerS
     `reward ${fmt(rewardBySecond[0] ?? NaN, 2)} in the first second, ${fmt(rewardBySecond[rewardBySecond.length - 1] ?? NaN, 2)} in the last`)
   const rows = reports.map(r => {
     const total = Object.values(r.learnerLink.chosen).reduce((s, n) => s + n, 0)
-    const [best, n] = Object.entries(r.learnerLink.chosen).sort((a, b) => b[1] - a[1])[0] ?? ['-', 0]
+    const arms = Object.entries(r.learnerLink.chosen).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1])
     const alive = Object.values(r.membership).filter(s => s === 'alive').length
-    const evals = Object.entries(r.evaluatedBy).map(([name, count]) => `${name} ${count}`).join(', ')
+    const evals = Object.entries(r.evaluatedBy).sort().map(([name, count]) => `${name} ${count}`).join(', ')
     return [
       r.name,
       fmt(r.steps),
       `${r.trajectoriesSent}/${learnedBy.get(r.name)?.size ?? 0}`,
       `${r.evaluationsAsked}${evals === '' ? '' : ` (${evals})`}`,
-      `${best} ${total === 0 ? '' : `${Math.round(100 * n / total)}%`} (links: ${r.learnerLink.links.join('+') || 'none'})`,
+      arms.map(([arm, n]) => `${arm} ${Math.round(100 * n / total)}%`).join(', ') || 'none',
       `${alive}/${Object.keys(r.membership).length} alive`,
       r.directPeers.join(' ') || '-'
     ]
   })
-  const head = ['actor', 'steps', 'traj sent/learned', 'evals asked (served by)', 'to learner: arm msgs (links)', 'members seen', 'direct links (besides learner)']
+  const head = ['actor', 'steps', 'traj sent/learned', 'evals asked (served by)', 'msgs to learner by', 'members seen', 'direct links (besides learner)']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
   console.log(line(head))
   for (const row of rows) console.log(line(row))
   const learnerAlive = Object.values(learnerMembership).filter(s => s === 'alive').length
-  console.log(`learner saw ${learnerAlive}/${Object.keys(learnerMembership).length} members alive; every actor knew only the learner's address, total ${fmt(steps)} steps in ${options.seconds} s`)
+  console.log(`${shmNote}; learner saw ${learnerAlive}/${Object.keys(learnerMembership).length} members alive; every actor knew only the learner's address, total ${fmt(steps)} steps in ${options.seconds} s`)
 }
 
 let options: Options

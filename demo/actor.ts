@@ -27,6 +27,8 @@ export interface ActorConfig {
 
 /** What `stats` returns: counts since the previous `stats` call. */
 export interface ActorTick {
+  /** ms since the previous `stats` call (or since `start`). */
+  intervalMs: number
   steps: number
   rewardSum: number
   /** Round trip of each `act` call, ms. */
@@ -68,7 +70,8 @@ process.on('disconnect', () => { void rpc.close().finally(() => process.exit(0))
 
 let running = false
 let steps = 0
-let tick: ActorTick = { steps: 0, rewardSum: 0, actLatencyMs: new Float32Array(0) }
+let tick: ActorTick = { intervalMs: 0, steps: 0, rewardSum: 0, actLatencyMs: new Float32Array(0) }
+let tickStart = performance.now()
 let latencies: number[] = []
 let trajectoriesSent = 0
 let trajectoriesAcked = 0
@@ -136,14 +139,18 @@ function askForEvaluation (seed: number): void {
 
 rpc.define('start', () => {
   running = true
+  tickStart = performance.now()
   loops = Array.from({ length: config.envs }, async (_, i) => { await envLoop(i) })
   return true
 })
 
 rpc.define('stats', (): ActorTick => {
+  const now = performance.now()
   tick.actLatencyMs = Float32Array.from(latencies)
+  tick.intervalMs = now - tickStart
   const out = tick
-  tick = { steps: 0, rewardSum: 0, actLatencyMs: new Float32Array(0) }
+  tick = { intervalMs: 0, steps: 0, rewardSum: 0, actLatencyMs: new Float32Array(0) }
+  tickStart = now
   latencies = []
   return out
 })
