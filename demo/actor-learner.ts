@@ -232,7 +232,7 @@ function printSummary (options: Options, reports: ActorReport[], stats: LearnerS
       fmt(r.steps),
       `${r.trajectoriesSent}/${learnedBy.get(r.name)?.size ?? 0}`,
       `${r.evaluationsAsked}${evals === '' ? '' : ` (${evals})`}`,
-      arms.map(([arm, n]) => `${arm} ${Math.round(100 * n / total)}%`).join(', ') || 'none',
+      arms.map(([arm, n]) => `${arm} ${n * 100 < total ? '<1' : Math.round(100 * n / total)}%`).join(', ') || 'none',
       `${alive}/${Object.keys(r.membership).length} alive`,
       r.directPeers.join(' ') || '-'
     ]
