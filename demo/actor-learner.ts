@@ -153,7 +153,8 @@ async function main (options: Options, actors: ActorProcesses): Promise<void> {
       evaluateEvery: 4
     })))
     const discovered = joined.map(j => j.discoveredMs).sort((a, b) => a - b)
-    console.log(`joined by gossip in ${fmt((Date.now() - t0) / 1000, 1)} s: each actor saw all ${options.actors + 1} peers alive ${fmt(discovered[0])}–${fmt(discovered[discovered.length - 1])} ms after it started, and called its ring neighbour by name`)
+    console.log(`actors forked and joined in ${fmt((Date.now() - t0) / 1000, 1)} s: given only the learner's address, each saw all ${options.actors + 1} peers alive by gossip ` +
+      `${fmt(discovered[0])}–${fmt(discovered[discovered.length - 1])} ms after it started, then called its ring neighbour by name`)
 
     await Promise.all(names.map(async name => await rpc.async_(name, 'start')))
     const runStart = Date.now()
