@@ -31,7 +31,7 @@ import { Router } from './router/router.js'
 import { SyncCaller } from './sync/sync-caller.js'
 import { ALL_TRANSPORTS, parseTransportNames } from './transports/names.js'
 import { TcpTransport } from './transports/tcp/tcp-transport.js'
-import { loopSpinner } from './transports/loop-spinner.js'
+import { loopSpinner, spinGate } from './transports/loop-spinner.js'
 import { ShmTransport, hostIdentity } from './transports/shm/shm-transport.js'
 import { ShmLink } from './transports/shm/shm-link.js'
 import { RdmaTransport, checkEmulation, type RdmaEmulation } from './transports/rdma/rdma-transport.js'
@@ -417,7 +417,7 @@ export class Rpc {
         calls: this.calls.counters,
         served: { ...this.dispatcher.counters, running: this.dispatcher.running },
         router: this.router.counters,
-        spin: this.options.spin === false ? undefined : { ...loopSpinner.stats, windowUs: Math.round(loopSpinner.window.ms * 1000) },
+        spin: this.options.spin === false ? undefined : { ...loopSpinner.stats, ...spinGate.stats, windowUs: Math.round(loopSpinner.window.ms * 1000) },
         gossip: this.discovery == null ? undefined : { ...this.discovery.counters, ...this.discovery.membership.counters },
         forwarding: this.discovery?.forwarder.counters,
         handshakes: { refusalsSent: this.directory.refusalsSent, refusalsReceived: this.directory.refusalsReceived, lastRefusal: this.directory.lastRefusal }

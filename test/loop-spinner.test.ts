@@ -1,5 +1,5 @@
 import test from 'ava'
-import { LoopSpinner, SINGLE_CPU, SpinWindow } from '../src/transports/loop-spinner.js'
+import { LoopSpinner, SINGLE_CPU, SpinGate, SpinWindow } from '../src/transports/loop-spinner.js'
 
 test('spin window - widens when traffic comes just after sleeping, narrows on long sleeps, within bounds', t => {
   const w = new SpinWindow()
@@ -17,10 +17,12 @@ test('spin window - widens when traffic comes just after sleeping, narrows on lo
 })
 
 test('loop spinner - polls for a window after traffic, then stops by itself', async t => {
-  const spinner = new LoopSpinner()
+  const gate = new SpinGate()
+  const spinner = new LoopSpinner(gate)
   spinner.traffic()
   await new Promise(resolve => setTimeout(resolve, 50))
-  const { windows, skippedBusy, turns } = spinner.stats
+  const { windows, turns } = spinner.stats
+  const { skippedBusy } = gate.stats
   if (SINGLE_CPU) {
     t.is(windows + skippedBusy + turns, 0)
     return
@@ -33,4 +35,17 @@ test('loop spinner - polls for a window after traffic, then stops by itself', as
   const after = spinner.stats.turns
   await new Promise(resolve => setTimeout(resolve, 50))
   t.is(spinner.stats.turns, after)
+})
+
+test('spin gate - a window that did not get the CPU it spun on pauses spinning', t => {
+  const gate = new SpinGate()
+  if (SINGLE_CPU) {
+    t.false(gate.allows(0))
+    return
+  }
+  // 50 ms of wall time with (almost) no CPU used: someone else had the CPU.
+  const token = { at: performance.now() - 50, cpu: process.cpuUsage() }
+  gate.ended(token, performance.now())
+  t.is(gate.stats.contended, 1)
+  t.false(gate.allows(performance.now()))
 })

@@ -32,7 +32,7 @@ const CONTENDED_SHARE = 0.6
 /** After a contended window, no spinning for this long (ms). */
 const CONTENDED_PAUSE_MS = 2000
 
-/** The adaptive window itself; the shm link's consumer uses one too. */
+/** The adaptive window itself. */
 export class SpinWindow {
   /** Current window, ms. */
   ms = START_MS
@@ -55,38 +55,84 @@ export class SpinWindow {
 /** Spinning cannot help a process confined to one CPU. */
 export const SINGLE_CPU = availableParallelism() < 2
 
-export interface SpinStats {
-  /** Windows started (the loop was asleep when traffic came). */
-  windows: number
-  /** Loop turns spent polling. */
-  turns: number
-  /** Windows not started because the machine was busier than it has CPUs. */
-  skippedBusy: number
-  /** Windows in which the process got too little of the CPU it spun on. */
-  contended: number
+/** A spin window in progress, for SpinGate.ended. */
+export interface SpinToken {
+  at: number
+  cpu: NodeJS.CpuUsage
 }
+
+/**
+ * Whether this process may spin now, for every spinner in it (the TCP loop spinner and the
+ * shm links' ring pollers): never on one CPU; not while the machine is busier than it has
+ * CPUs; not for a while after a window that got too little of the CPU it spun on.
+ */
+export class SpinGate {
+  readonly stats = {
+    /** Windows not started because the machine was busier than it has CPUs or a window was contended. */
+    skippedBusy: 0,
+    /** Windows in which the process got too little of the CPU it spun on. */
+    contended: 0
+  }
+
+  private busyUntil = 0
+  private loadCheckedAt = -Infinity
+
+  allows (now: number): boolean {
+    if (SINGLE_CPU) return false
+    if (now - this.loadCheckedAt >= LOAD_CHECK_MS) {
+      this.loadCheckedAt = now
+      // The one-minute load counts runnable tasks, spinners included: above the CPU count
+      // someone is waiting for a CPU, and a spinner would make it wait longer.
+      if (loadavg()[0] > availableParallelism()) this.busyUntil = Math.max(this.busyUntil, now + LOAD_CHECK_MS)
+    }
+    if (now < this.busyUntil) {
+      this.stats.skippedBusy++
+      return false
+    }
+    return true
+  }
+
+  started (now: number): SpinToken {
+    return { at: now, cpu: process.cpuUsage() }
+  }
+
+  /** A window that began with `token` ended at `now`: was the CPU ours while it lasted? */
+  ended (token: SpinToken, now: number): void {
+    const wallUs = (now - token.at) * 1000
+    const cpu = process.cpuUsage(token.cpu)
+    if (wallUs > 1000 && cpu.user + cpu.system < CONTENDED_SHARE * wallUs) {
+      this.stats.contended++
+      this.busyUntil = now + CONTENDED_PAUSE_MS
+    }
+  }
+}
+
+/** The process's gate. */
+export const spinGate = new SpinGate()
 
 /** Keeps the event loop turning for a window after traffic; one per process is enough. */
 export class LoopSpinner {
   readonly window = new SpinWindow()
-  readonly stats: SpinStats = { windows: 0, turns: 0, skippedBusy: 0, contended: 0 }
+  readonly stats = {
+    /** Windows started (the loop was asleep when traffic came). */
+    windows: 0,
+    /** Loop turns spent polling. */
+    turns: 0
+  }
+
   private lastTraffic = 0
-  private spinning = false
-  private startedAt = 0
-  private cpuAtStart = process.cpuUsage()
-  private busyUntil = 0
-  private loadCheckedAt = -Infinity
+  private spinning?: SpinToken
   private readonly turn = (): void => { this.onTurn() }
+
+  constructor (private readonly gate = spinGate) {}
 
   /** A message went out or came in: keep the loop awake for the window from now. */
   traffic (): void {
     const now = performance.now()
     this.lastTraffic = now
-    if (this.spinning || SINGLE_CPU || this.machineBusy(now)) return
+    if (this.spinning != null || !this.gate.allows(now)) return
     this.window.woke(now)
-    this.spinning = true
-    this.startedAt = now
-    this.cpuAtStart = process.cpuUsage()
+    this.spinning = this.gate.started(now)
     this.stats.windows++
     setImmediate(this.turn)
   }
@@ -98,28 +144,9 @@ export class LoopSpinner {
       setImmediate(this.turn)
       return
     }
-    this.spinning = false
     this.window.slept(now)
-    const wallUs = (now - this.startedAt) * 1000
-    const cpu = process.cpuUsage(this.cpuAtStart)
-    if (wallUs > 1000 && cpu.user + cpu.system < CONTENDED_SHARE * wallUs) {
-      this.stats.contended++
-      this.busyUntil = now + CONTENDED_PAUSE_MS
-    }
-  }
-
-  private machineBusy (now: number): boolean {
-    if (now - this.loadCheckedAt >= LOAD_CHECK_MS) {
-      this.loadCheckedAt = now
-      // The one-minute load counts runnable tasks, spinners included: above the CPU count
-      // someone is waiting for a CPU, and a spinner would make it wait longer.
-      if (loadavg()[0] > availableParallelism()) this.busyUntil = Math.max(this.busyUntil, now + LOAD_CHECK_MS)
-    }
-    if (now < this.busyUntil) {
-      this.stats.skippedBusy++
-      return true
-    }
-    return false
+    if (this.spinning != null) this.gate.ended(this.spinning, now)
+    this.spinning = undefined
   }
 }
 
