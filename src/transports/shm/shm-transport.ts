@@ -49,6 +49,8 @@ export interface ShmTransportInit {
   maxFrameBytes: number
   /** Bytes of each direction's ring (a power of two; default 4 MiB). */
   ringBytes?: number
+  /** Bytes of the arena each side makes for out-of-band payloads, when it first sends one (a power of two; default 64 MiB). */
+  arenaBytes?: number
   /** How long an offer waits for the peer to attach (default 5 s). */
   setupTimeoutMs?: number
   /** This process's libp2p peer id. */
@@ -200,7 +202,7 @@ export class ShmTransport implements Transport {
       cleanup([myBell, peerBell, connection])
       this.established(new ShmLink({
         native, memory, role: 'a', myBell, peerBell, socket: connection,
-        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'outbound', maxFrameBytes: this.init.maxFrameBytes
+        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'outbound', maxFrameBytes: this.init.maxFrameBytes, arenaBytes: this.arenaBytes()
       }))
     }
     const onConnect = (): void => {
@@ -300,7 +302,7 @@ export class ShmTransport implements Transport {
       cleanup(true)
       this.established(new ShmLink({
         native, memory, role: 'b', myBell, peerBell, socket: connection,
-        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'inbound', maxFrameBytes: this.init.maxFrameBytes
+        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'inbound', maxFrameBytes: this.init.maxFrameBytes, arenaBytes: this.arenaBytes()
       }))
     }
     try {
@@ -339,6 +341,10 @@ export class ShmTransport implements Transport {
 
   private ringBytes (): number {
     return this.init.ringBytes ?? 4 * 1024 * 1024
+  }
+
+  private arenaBytes (): number {
+    return this.init.arenaBytes ?? 64 * 1024 * 1024
   }
 
   private setupTimeout (): number {
