@@ -189,6 +189,8 @@ struct Arena {
   size_t bytes;
   uint32_t refs;
   bool open;
+  /* Written when `freed` gains an entry, so the link reports it without waiting for traffic; -1: none. */
+  int bell;
   std::vector<double> freed;
 };
 
@@ -216,15 +218,18 @@ static void arena_unref(Arena *a) {
 static void arena_handle_finalizer(Napi::Env, ArenaHandle *h) {
   if (h->arena != nullptr) {
     h->arena->open = false;
+    h->arena->bell = -1;
     arena_unref(h->arena);
   }
   delete h;
 }
 
-static void arena_block_finalizer(Napi::Env env, void *, ArenaBlock *b) {
-  if (b->notify) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -(int64_t)b->length);
-    if (b->arena->open) b->arena->freed.push_back((double)b->offset);
+static void arena_block_finalizer(Napi::Env, void *, ArenaBlock *b) {
+  if (b->notify && b->arena->open) {
+    b->arena->freed.push_back((double)b->offset);
+    uint64_t one = 1;
+    /* EAGAIN (a full counter) already means "look". The fd is the link's until arenaClose. */
+    if (b->arena->bell >= 0 && write(b->arena->bell, &one, sizeof one) < 0) {}
   }
   arena_unref(b->arena);
   delete b;
@@ -255,14 +260,18 @@ static Napi::Value CreateArena(const Napi::CallbackInfo &info) {
 }
 
 /*
- * mapArena(fd) -> handle. Checks what a misbehaving peer could send instead: not sealed
+ * mapArena(fd, bell = -1) -> handle. `bell`: an eventfd written whenever a notifying view
+ * is collected (the caller watches it and calls arenaTakeFreed). Checks what a misbehaving peer could send instead: not sealed
  * (it could shrink the file under our views and make them fault), a size that is not a
  * power of two in range. The fd stays the caller's to close.
  */
 static Napi::Value MapArena(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t fd;
-  if (!int_arg(info, 0, &fd) || fd < 0) return throw_type(env, "mapArena(fd): fd must be a file descriptor");
+  int64_t bell = -1;
+  if (!int_arg(info, 0, &fd) || fd < 0 || (info.Length() > 1 && !int_arg(info, 1, &bell))) {
+    return throw_type(env, "mapArena(fd, bell?): file descriptors");
+  }
   int seals = fcntl((int)fd, F_GET_SEALS);
   if (seals < 0) return throw_errno(env, "fcntl(F_GET_SEALS)", errno);
   if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
@@ -276,7 +285,7 @@ static Napi::Value MapArena(const Napi::CallbackInfo &info) {
   size_t bytes = (size_t)st.st_size;
   void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
   if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
-  Arena *a = new Arena{ static_cast<uint8_t *>(p), bytes, 1, true, {} };
+  Arena *a = new Arena{ static_cast<uint8_t *>(p), bytes, 1, true, (int)bell, {} };
   return Napi::External<ArenaHandle>::New(env, new ArenaHandle{ a }, arena_handle_finalizer);
 }
 
@@ -306,7 +315,9 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
   bool notify = info.Length() > 3 && info[3].ToBoolean().Value();
   ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify };
   a->refs++;
-  if (notify) Napi::MemoryManagement::AdjustExternalMemory(env, length);
+  // No napi_adjust_external_memory here: V8 already counts every ArrayBuffer's length as
+  // external memory (its array buffer sweeper does), so the garbage collector feels the
+  // pressure of views it could free; adding it again only doubled the count.
   return Napi::ArrayBuffer::New(env, a->base + offset, (size_t)length, arena_block_finalizer, b);
 }
 
@@ -329,6 +340,7 @@ static Napi::Value ArenaClose(const Napi::CallbackInfo &info) {
     Arena *a = h->arena;
     h->arena = nullptr;
     a->open = false;
+    a->bell = -1;
     a->freed.clear();
     arena_unref(a);
   }

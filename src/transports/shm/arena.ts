@@ -31,7 +31,7 @@
  */
 import { RpcError } from '../../errors/rpc-error.js'
 import type { PartHolding } from '../../codec/out-of-band.js'
-import type { ArenaHandle, ShmAddon } from './native.js'
+import type { ArenaHandle, ShmAddon, Watcher } from './native.js'
 
 /** Blocks start on this boundary (a cache line; every typed array can view them). */
 export const ARENA_ALIGN = 64
@@ -134,11 +134,18 @@ export interface Placed {
 export class OutgoingArena {
   private readonly allocator: ArenaAllocator
   private readonly blocks = new Map<number, Block>()
+  /**
+   * The whole arena, one view made once: blocks are written and kept through subarrays of
+   * it. (A buffer per block, as the receiver makes, would count each block again as
+   * external memory for the garbage collector, for memory the sender frees by itself.)
+   */
+  private readonly memory: Uint8Array
   private closed = false
   readonly counters = { placed: 0, placedBytes: 0, noRoom: 0 }
 
   private constructor (private readonly native: ShmAddon, private readonly handle: ArenaHandle, readonly fd: number, readonly id: number, readonly bytes: number) {
     this.allocator = new ArenaAllocator(bytes)
+    this.memory = new Uint8Array(native.arenaView(handle, 0, bytes, false))
   }
 
   /** Makes and maps a new arena; `fd` is for sending to the peer (then closing). Throws the system call's error. */
@@ -176,8 +183,7 @@ export class OutgoingArena {
     const views: Uint8Array[] = []
     for (let i = 0; i < parts.length; i++) {
       const length = parts[i].byteLength
-      // Our own views do not notify: the hold is released explicitly (releaseFrame).
-      const view = new Uint8Array(this.native.arenaView(this.handle, offsets[i], length, false))
+      const view = this.memory.subarray(offsets[i], offsets[i] + length)
       view.set(parts[i])
       this.blocks.set(offsets[i], { length, peerRefs: 0, held: true })
       lengths.push(length)
@@ -249,10 +255,26 @@ export class OutgoingArena {
 /** The peer's arena of one link, mapped here: what its ARENA_FRAMEs point into. */
 export class IncomingArena {
   readonly bytes: number
-  readonly counters = { views: 0, viewBytes: 0 }
+  private readonly handle: ArenaHandle
+  private readonly bell: number
+  private readonly watcher: Watcher
 
-  constructor (private readonly native: ShmAddon, private readonly handle: ArenaHandle, readonly id: number) {
-    this.bytes = native.arenaBytes(handle)
+  /**
+   * Maps the arena `fd` (the caller closes it). `onFreed` runs, on this loop, soon after
+   * views were collected: the sender may be waiting for that room, and a link with no
+   * traffic would not look otherwise. Throws what mapping throws (a bad fd from the peer).
+   */
+  constructor (private readonly native: ShmAddon, fd: number, readonly id: number, onFreed: () => void) {
+    this.bell = native.eventfd()
+    try {
+      this.handle = native.mapArena(fd, this.bell)
+      this.bytes = native.arenaBytes(this.handle)
+      this.watcher = new native.Watcher(this.bell, true, onFreed)
+      this.watcher.start()
+    } catch (err) {
+      native.closeFd(this.bell)
+      throw err
+    }
   }
 
   /**
@@ -271,8 +293,6 @@ export class IncomingArena {
     } catch (err) {
       throw new RpcError('BAD_FRAME', `out-of-band block refused: ${(err as Error).message}`)
     }
-    this.counters.views++
-    this.counters.viewBytes += length as number
     return buffer
   }
 
@@ -282,6 +302,9 @@ export class IncomingArena {
   }
 
   close (): void {
+    // Closed first: from here on no collected view writes the bell, so its fd can go.
     this.native.arenaClose(this.handle)
+    this.watcher.close()
+    this.native.closeFd(this.bell)
   }
 }

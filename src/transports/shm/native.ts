@@ -49,8 +49,8 @@ export interface ShmAddon {
   unmapSegment: (buffer: ArrayBuffer) => void
   /** A sealed memfd of `bytes` (a power of two, 2^16..2^30) for out-of-band blocks (see arena.ts). */
   createArena: (bytes: number) => number
-  /** Maps an arena fd (checks its seals and size); the fd stays the caller's. */
-  mapArena: (fd: number) => ArenaHandle
+  /** Maps an arena fd (checks its seals and size); the fd stays the caller's. `bell`: an eventfd written when a notifying view is collected. */
+  mapArena: (fd: number, bell?: number) => ArenaHandle
   arenaBytes: (arena: ArenaHandle) => number
   /** One block as its own ArrayBuffer; with `notify`, its offset is queued for arenaTakeFreed once collected. */
   arenaView: (arena: ArenaHandle, offset: number, length: number, notify: boolean) => ArrayBuffer

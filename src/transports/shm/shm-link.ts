@@ -46,8 +46,6 @@ const SPIN_MIN_MS = 0.2
 const SPIN_MAX_MS = 4
 const SPIN_START_MS = 1
 const SINGLE_CPU = availableParallelism() < 2
-/** How often blocks of the peer's arena that were collected are reported while the link is otherwise idle. */
-const FREE_INTERVAL_MS = 50
 /** The message on the unix socket that carries an arena's fd: this, then the arena's id (u32 BE). */
 const ARENA_MESSAGE = Buffer.from('cohort-arena/1')
 
@@ -108,7 +106,6 @@ export class ShmLink implements Link {
   private arenaError?: string
   private incoming?: IncomingArena
   private pendingFrees: number[] = []
-  private freeTimer?: NodeJS.Timeout
   /** Out-of-band parts sent through the arena, payloads that went inline for want of room, parts received. */
   private readonly oob = { sent: 0, sentBytes: 0, inline: 0, received: 0, receivedBytes: 0 }
   private readonly pollBound = (): void => { this.poll() }
@@ -443,9 +440,7 @@ export class ShmLink implements Link {
       if (this.incoming == null && message.fds.length === 1 && data.byteLength === ARENA_MESSAGE.byteLength + 4 &&
           data.subarray(0, ARENA_MESSAGE.byteLength).equals(ARENA_MESSAGE)) {
         try {
-          this.incoming = new IncomingArena(this.native, this.native.mapArena(message.fds[0]), data.readUInt32BE(ARENA_MESSAGE.byteLength))
-          this.freeTimer = setInterval(() => { this.idleFrees() }, FREE_INTERVAL_MS)
-          this.freeTimer.unref()
+          this.incoming = new IncomingArena(this.native, message.fds[0], data.readUInt32BE(ARENA_MESSAGE.byteLength), () => { this.idleFrees() })
         } catch (err) {
           // Frames that name it will close the link with BAD_FRAME.
           log.error('cannot map the arena of %s: %s', this.remotePeerId, (err as Error).message)
@@ -456,7 +451,7 @@ export class ShmLink implements Link {
     return false
   }
 
-  /** Between bursts of traffic, collected views are still reported, so the peer's arena does not stay full. */
+  /** Views were collected: report them now, traffic or not, so the peer's arena does not stay full. */
   private idleFrees (): void {
     if (this.closed) return
     try {
@@ -491,7 +486,6 @@ export class ShmLink implements Link {
     this.queue = []
     this.queuedBytes = 0
     liveShmLinks.delete(this)
-    clearInterval(this.freeTimer)
     // Values made from either arena stay valid: the mappings go with their last view.
     this.outgoing?.close()
     this.incoming?.close()
