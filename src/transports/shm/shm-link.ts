@@ -32,7 +32,7 @@ import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
 import { FrameInbox } from '../frame-inbox.js'
 import { decodeFrameBody, decodeSplitFrameBody, encodeFrame, FrameType, HEADER_BYTES, inlineFrame } from '../../codec/frame.js'
-import { moveParts, partsOf, valueOf } from '../../codec/out-of-band.js'
+import { moveParts, OOB_THRESHOLD, partsOf, valueOf } from '../../codec/out-of-band.js'
 import { RpcError } from '../../errors/rpc-error.js'
 import { newLinkStats, type Link, type LinkStats } from '../transport.js'
 import type { ShmAddon, Watcher } from './native.js'
@@ -80,6 +80,8 @@ export class ShmLink implements Link {
   readonly direction: 'inbound' | 'outbound'
   readonly stats: LinkStats = newLinkStats()
   onClose: (reason: Error | undefined) => void = () => {}
+  /** Why the link closed, once it has (undefined: an orderly close). */
+  closeReason?: Error
   /** Doorbell rings sent and received, spin windows that caught traffic: for debugInfo. */
   readonly wakeups = { rung: 0, woken: 0, spinHits: 0, sleeps: 0 }
 
@@ -175,6 +177,18 @@ export class ShmLink implements Link {
   corruptForTest (): void {
     this.producer.corruptForTest()
     this.native.ring(this.init.peerBell)
+  }
+
+  /**
+   * Test hook: sends an ARENA_FRAME whose block runs past the end of our arena, as a
+   * corrupt or hostile peer would; the peer must close the link with BAD_FRAME.
+   */
+  sendBadPlaceholderForTest (): void {
+    const arena = this.arena()
+    const split = encodeFrame([FrameType.REPLY, 1, new Uint8Array(OOB_THRESHOLD)], { outOfBand: true })
+    const body = Buffer.from(split.buffer, split.byteOffset + HEADER_BYTES, split.byteLength - HEADER_BYTES)
+    const bytes = arena?.bytes ?? OOB_THRESHOLD
+    this.send(encodeFrame([FrameType.ARENA_FRAME, arena?.id ?? 1, [bytes - 64, OOB_THRESHOLD], body]))
   }
 
   /** Spin window, wake-up counts and out-of-band traffic, for debugInfo. */
@@ -483,6 +497,7 @@ export class ShmLink implements Link {
   private finish (reason: Error | undefined): void {
     if (this.closed) return
     this.closed = true
+    this.closeReason = reason
     this.queue = []
     this.queuedBytes = 0
     liveShmLinks.delete(this)

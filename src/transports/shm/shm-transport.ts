@@ -86,7 +86,8 @@ export class ShmTransport implements Transport {
   private readonly setups = new Map<string, () => void>()
   private readonly links = new Set<ShmLink>()
   private stopped = false
-  readonly counters = { offered: 0, accepted: 0, established: 0, failed: 0 }
+  /** Setups offered, accepted, established and failed; links closed for bad bytes (ring or arena). */
+  readonly counters = { offered: 0, accepted: 0, established: 0, failed: 0, badFrames: 0 }
   lastError?: string
 
   constructor (private readonly init: ShmTransportInit) {
@@ -325,7 +326,14 @@ export class ShmTransport implements Transport {
   private established (link: ShmLink): void {
     this.counters.established++
     this.links.add(link)
-    link.addCloseHook(() => this.links.delete(link))
+    link.addCloseHook(() => {
+      this.links.delete(link)
+      const reason = link.closeReason
+      if (reason instanceof RpcError && reason.code === 'BAD_FRAME') {
+        this.counters.badFrames++
+        this.lastError = `link to ${link.remoteAddress} closed: ${reason.message}`
+      }
+    })
     if (this.stopped) {
       link.close(new RpcError('CLOSED', 'the Rpc was closed'))
       return
