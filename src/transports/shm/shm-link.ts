@@ -16,11 +16,14 @@
  * The unix socket the segment came over stays open beside it: when the peer exits or is
  * killed the kernel closes its end, the socket hangs up, and the link closes.
  *
- * NOT DONE: large byte payloads (tensors, big Uint8Arrays) are still serialised into the
- * msgpack body and copied into and out of the ring; nothing is read in place or sent out
- * of band yet. That needs the frame codec to carry byte ranges beside the body (the
- * tensor codec, src/tensor/, is being written in parallel), so 16 MiB echoes reach a few
- * hundred MB/s here, not the GB/s the ring itself can do.
+ * Large byte payloads (64 KiB and up: Uint8Array, Buffer, ArrayBuffer, typed arrays, the
+ * elements of a cpu Tensor, anywhere in a call's arguments or result) do not go through
+ * the ring: the first one makes this side's arena (arena.ts), a memfd whose fd goes over
+ * the unix socket; each payload is copied into a block of it and the body travels with
+ * the blocks' places (ARENA_FRAME). The receiver hands the user a view of the block, one
+ * ArrayBuffer per block, read in place: valid for as long as the user holds it, the block
+ * reused only after the view was collected (ARENA_FREE). A full arena sends the payload
+ * inline as before. Lifetime rules: codec/out-of-band.ts and the README, "Shared memory".
  *
  * ```ts
  * const link = new ShmLink({ native, memory, role: 'a', myBell, peerBell, socket, ... })
