@@ -108,42 +108,51 @@ export function registerOutOfBandExtension (): void {
  * walked (as the tensor adoption does); bytes inside a Map or Set stay inline.
  */
 export function splitParts (body: unknown[], parts: Uint8Array[]): unknown[] {
-  return walk(body, parts, new Map(), 0) as unknown[]
+  return walk(body, { parts }, 0) as unknown[]
 }
 
-function walk (value: unknown, parts: Uint8Array[], seen: Map<object, unknown>, depth: number): unknown {
+interface Walk {
+  parts: Uint8Array[]
+  /** Values met before and what they became; made only once there is something to remember (most bodies are small and flat). */
+  seen?: Map<object, unknown>
+}
+
+function walk (value: unknown, state: Walk, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value
-  const known = seen.get(value)
+  const known = state.seen?.get(value)
   if (known !== undefined) return known
   let out: unknown = value
   if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
-    if (value.byteLength >= OOB_THRESHOLD) out = placeholder(value, parts)
+    if (value.byteLength < OOB_THRESHOLD) return value
+    out = placeholder(value, state.parts)
   } else if (value instanceof Tensor) {
-    if (value.device === 'cpu' && value.data.byteLength >= OOB_THRESHOLD) {
-      const data = value.data
-      parts.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
-      out = new OutOfBandPart(parts.length - 1, KIND_TENSOR, DTYPES[value.dtype].code, value.shape)
-    }
+    if (value.device !== 'cpu' || value.data.byteLength < OOB_THRESHOLD) return value
+    const data = value.data
+    state.parts.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    out = new OutOfBandPart(state.parts.length - 1, KIND_TENSOR, DTYPES[value.dtype].code, value.shape)
   } else if (depth < 64 && Array.isArray(value)) {
-    seen.set(value, value)
+    // Containers below the frame's own two levels may be shared or cyclic: remember them.
+    if (depth >= 2) (state.seen ??= new Map()).set(value, value)
     let copy: unknown[] | undefined
     for (let i = 0; i < value.length; i++) {
-      const next = walk(value[i], parts, seen, depth + 1)
+      const next = walk(value[i], state, depth + 1)
       if (next !== value[i]) (copy ??= value.slice())[i] = next
     }
     out = copy ?? value
   } else if (depth < 64 && isPlainObject(value)) {
-    seen.set(value, value)
+    if (depth >= 2) (state.seen ??= new Map()).set(value, value)
     let copy: Record<string, unknown> | undefined
     for (const key in value) {
       const item = value[key]
-      const next = walk(item, parts, seen, depth + 1)
+      const next = walk(item, state, depth + 1)
       if (next !== item) (copy ??= { ...value })[key] = next
     }
     out = copy ?? value
+  } else {
+    return value
   }
   // The same value met twice is one part (and one placeholder, which msgpackr shares).
-  seen.set(value, out)
+  if (out !== value || state.seen != null) (state.seen ??= new Map()).set(value, out)
   return out
 }
 
