@@ -86,9 +86,28 @@ static Napi::Value Layout(const Napi::CallbackInfo &info) {
 }
 
 /*
- * createSegment(ringBytes) -> fd. An anonymous memfd (never in /dev/shm, gone when the
- * last fd and mapping go), mode 0600, sealed against shrinking and growing so the peer
- * cannot make our mapping fault with SIGBUS, header initialised.
+ * An anonymous memfd of `bytes` (never in /dev/shm, gone when the last fd and mapping go),
+ * mode 0600, sealed against shrinking and growing so the peer cannot make our mapping
+ * fault with SIGBUS. -1 with a JavaScript exception pending on failure.
+ */
+static int sealed_memfd(Napi::Env env, const char *name, size_t bytes) {
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    throw_errno(env, "memfd_create", errno);
+    return -1;
+  }
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)bytes) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int err = errno;
+    close(fd);
+    throw_errno(env, "memfd setup (fchmod/ftruncate/F_ADD_SEALS)", err);
+    return -1;
+  }
+  return fd;
+}
+
+/*
+ * createSegment(ringBytes) -> fd: a sealed memfd (sealed_memfd) with its header initialised.
  */
 static Napi::Value CreateSegment(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -97,14 +116,8 @@ static Napi::Value CreateSegment(const Napi::CallbackInfo &info) {
     return throw_type(env, "createSegment(ringBytes): ringBytes must be a power of two from 4096 to 2^30");
   }
   size_t total = COHORT_HEADER_BYTES + 2 * (size_t)ring_bytes;
-  int fd = memfd_create("cohort-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return throw_errno(env, "memfd_create", errno);
-  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)total) != 0 ||
-      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "memfd setup (fchmod/ftruncate/F_ADD_SEALS)", err);
-  }
+  int fd = sealed_memfd(env, "cohort-shm", total);
+  if (fd < 0) return env.Undefined();
   void *p = mmap(nullptr, COHORT_HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
     int err = errno;
@@ -241,21 +254,15 @@ static Arena *arena_arg(const Napi::CallbackInfo &info, size_t i) {
   return h != nullptr ? h->arena : nullptr;
 }
 
-/* createArena(bytes) -> fd: an anonymous memfd like a segment, mode 0600, sealed against resizing. */
+/* createArena(bytes) -> fd: a sealed memfd like a segment's, left zeroed (its pages come when first written). */
 static Napi::Value CreateArena(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t bytes;
   if (!int_arg(info, 0, &bytes) || bytes < ARENA_MIN_BYTES || bytes > ARENA_MAX_BYTES || (bytes & (bytes - 1)) != 0) {
     return throw_type(env, "createArena(bytes): bytes must be a power of two from 2^16 to 2^30");
   }
-  int fd = memfd_create("cohort-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return throw_errno(env, "memfd_create", errno);
-  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)bytes) != 0 ||
-      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "memfd setup (fchmod/ftruncate/F_ADD_SEALS)", err);
-  }
+  int fd = sealed_memfd(env, "cohort-arena", (size_t)bytes);
+  if (fd < 0) return env.Undefined();
   return Napi::Number::New(env, fd);
 }
 
