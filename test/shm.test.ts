@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
-import { Rpc } from '../src/index.js'
+import { Rpc, tensor } from '../src/index.js'
 import { loadShmNative } from '../src/transports/shm/native.js'
 import { PeerProcess, eventually } from './helpers/peer-process.js'
 
@@ -192,6 +192,10 @@ shm('shm arena - large byte values of every kind cross out of band, byte for byt
   t.is(after.oobInline, 0)
   t.true(after.oobSentBytes - afterSmall.oobSentBytes > 40 * MiB)
   t.is((await shmDetails(host, client.name)).oobReceived, after.oobSent)
+  // A received value's buffer is its block and nothing more; a tensor adopts it without a copy.
+  const big = new Uint8Array(MiB).fill(1)
+  t.deepEqual(await client.call('oob-kinds', 'bufferOf', big.subarray(100, 100 + 512 * 1024)), [512 * 1024, 512 * 1024, 0])
+  t.deepEqual(await client.call('oob-kinds', 'bufferOf', tensor(new Float32Array(big.buffer), [512, 512])), [MiB, MiB, 0])
 })
 
 shm('shm arena - a value the callee keeps stays intact while the arena is reused; the caller changing its buffer after the call changes nothing', async t => {
