@@ -222,7 +222,8 @@ export class Rpc {
       name: this.name,
       cohortKey: options.cohortKey,
       maxFrameBytes,
-      lookupTimeoutMs
+      lookupTimeoutMs,
+      shmArenaBytes: options.shmArenaBytes
     })
   }
 
