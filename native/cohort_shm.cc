@@ -29,6 +29,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "ring_layout.h"
 
 #define MAX_FDS 8
@@ -84,9 +86,28 @@ static Napi::Value Layout(const Napi::CallbackInfo &info) {
 }
 
 /*
- * createSegment(ringBytes) -> fd. An anonymous memfd (never in /dev/shm, gone when the
- * last fd and mapping go), mode 0600, sealed against shrinking and growing so the peer
- * cannot make our mapping fault with SIGBUS, header initialised.
+ * An anonymous memfd of `bytes` (never in /dev/shm, gone when the last fd and mapping go),
+ * mode 0600, sealed against shrinking and growing so the peer cannot make our mapping
+ * fault with SIGBUS. -1 with a JavaScript exception pending on failure.
+ */
+static int sealed_memfd(Napi::Env env, const char *name, size_t bytes) {
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    throw_errno(env, "memfd_create", errno);
+    return -1;
+  }
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)bytes) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int err = errno;
+    close(fd);
+    throw_errno(env, "memfd setup (fchmod/ftruncate/F_ADD_SEALS)", err);
+    return -1;
+  }
+  return fd;
+}
+
+/*
+ * createSegment(ringBytes) -> fd: a sealed memfd (sealed_memfd) with its header initialised.
  */
 static Napi::Value CreateSegment(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -95,14 +116,8 @@ static Napi::Value CreateSegment(const Napi::CallbackInfo &info) {
     return throw_type(env, "createSegment(ringBytes): ringBytes must be a power of two from 4096 to 2^30");
   }
   size_t total = COHORT_HEADER_BYTES + 2 * (size_t)ring_bytes;
-  int fd = memfd_create("cohort-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return throw_errno(env, "memfd_create", errno);
-  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)total) != 0 ||
-      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "memfd setup (fchmod/ftruncate/F_ADD_SEALS)", err);
-  }
+  int fd = sealed_memfd(env, "cohort-shm", total);
+  if (fd < 0) return env.Undefined();
   void *p = mmap(nullptr, COHORT_HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
     int err = errno;
@@ -163,6 +178,180 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
   Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
   if (!buffer.IsDetached()) buffer.Detach();
   return env.Undefined();
+}
+
+/*
+ * Arenas: where large byte payloads go out of band (src/transports/shm/arena.ts). Each
+ * direction of a link that ever sends one has its own memfd, made by the sender, sealed
+ * against resizing, sent to the peer over the link's unix socket. Neither side maps it
+ * with MAP_POPULATE: only the blocks used are faulted in, and they stay mapped for reuse.
+ *
+ *   handle ──┐            refs = 1 (the handle, until arenaClose) + 1 per live view
+ *   view ────┼──► Arena { base, bytes, refs, freed[] } ──► munmap when refs reach 0
+ *   view ────┘
+ *
+ * Every block is handed to JavaScript as its own external ArrayBuffer (arenaView), so a
+ * value made from it reaches that block and nothing else of the arena, and keeps the
+ * mapping alive however long it lives, also after the link closed. A view made with
+ * `notify` (the receiver's) puts its block's offset on `freed` when it is collected; the
+ * link reads that list (arenaTakeFreed) and tells the sender the block is free again.
+ * Finalizers run on the JavaScript thread (Node defers them to it), so no lock is needed.
+ */
+struct Arena {
+  uint8_t *base;
+  size_t bytes;
+  uint32_t refs;
+  bool open;
+  /* Written when `freed` gains an entry, so the link reports it without waiting for traffic; -1: none. */
+  int bell;
+  std::vector<double> freed;
+};
+
+struct ArenaHandle {
+  Arena *arena;
+};
+
+struct ArenaBlock {
+  Arena *arena;
+  uint32_t offset;
+  uint32_t length;
+  bool notify;
+};
+
+#define ARENA_MIN_BYTES (64u * 1024u)
+#define ARENA_MAX_BYTES (1u << 30)
+#define ARENA_ALIGN 64u
+
+static void arena_unref(Arena *a) {
+  if (--a->refs > 0) return;
+  munmap(a->base, a->bytes);
+  delete a;
+}
+
+static void arena_handle_finalizer(Napi::Env, ArenaHandle *h) {
+  if (h->arena != nullptr) {
+    h->arena->open = false;
+    h->arena->bell = -1;
+    arena_unref(h->arena);
+  }
+  delete h;
+}
+
+static void arena_block_finalizer(Napi::Env, void *, ArenaBlock *b) {
+  if (b->notify && b->arena->open) {
+    b->arena->freed.push_back((double)b->offset);
+    uint64_t one = 1;
+    /* EAGAIN (a full counter) already means "look". The fd is the link's until arenaClose. */
+    if (b->arena->bell >= 0 && write(b->arena->bell, &one, sizeof one) < 0) {}
+  }
+  arena_unref(b->arena);
+  delete b;
+}
+
+static Arena *arena_arg(const Napi::CallbackInfo &info, size_t i) {
+  if (info.Length() <= i || !info[i].IsExternal()) return nullptr;
+  ArenaHandle *h = info[i].As<Napi::External<ArenaHandle>>().Data();
+  return h != nullptr ? h->arena : nullptr;
+}
+
+/* createArena(bytes) -> fd: a sealed memfd like a segment's, left zeroed (its pages come when first written). */
+static Napi::Value CreateArena(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t bytes;
+  if (!int_arg(info, 0, &bytes) || bytes < ARENA_MIN_BYTES || bytes > ARENA_MAX_BYTES || (bytes & (bytes - 1)) != 0) {
+    return throw_type(env, "createArena(bytes): bytes must be a power of two from 2^16 to 2^30");
+  }
+  int fd = sealed_memfd(env, "cohort-arena", (size_t)bytes);
+  if (fd < 0) return env.Undefined();
+  return Napi::Number::New(env, fd);
+}
+
+/*
+ * mapArena(fd, bell = -1) -> handle. `bell`: an eventfd written whenever a notifying view
+ * is collected (the caller watches it and calls arenaTakeFreed). Checks what a misbehaving peer could send instead: not sealed
+ * (it could shrink the file under our views and make them fault), a size that is not a
+ * power of two in range. The fd stays the caller's to close.
+ */
+static Napi::Value MapArena(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  int64_t bell = -1;
+  if (!int_arg(info, 0, &fd) || fd < 0 || (info.Length() > 1 && !int_arg(info, 1, &bell))) {
+    return throw_type(env, "mapArena(fd, bell?): file descriptors");
+  }
+  int seals = fcntl((int)fd, F_GET_SEALS);
+  if (seals < 0) return throw_errno(env, "fcntl(F_GET_SEALS)", errno);
+  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    return throw_errno(env, "mapArena: arena is not sealed against resizing", EPERM);
+  }
+  struct stat st;
+  if (fstat((int)fd, &st) != 0) return throw_errno(env, "fstat", errno);
+  if (st.st_size < ARENA_MIN_BYTES || st.st_size > ARENA_MAX_BYTES || (st.st_size & (st.st_size - 1)) != 0) {
+    return throw_errno(env, "mapArena: arena size", EINVAL);
+  }
+  size_t bytes = (size_t)st.st_size;
+  void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+  if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
+  Arena *a = new Arena{ static_cast<uint8_t *>(p), bytes, 1, true, (int)bell, {} };
+  return Napi::External<ArenaHandle>::New(env, new ArenaHandle{ a }, arena_handle_finalizer);
+}
+
+/* arenaBytes(handle) -> size of the mapping. */
+static Napi::Value ArenaBytes(const Napi::CallbackInfo &info) {
+  Arena *a = arena_arg(info, 0);
+  if (a == nullptr) return throw_type(info.Env(), "arenaBytes(handle): an open arena");
+  return Napi::Number::New(info.Env(), (double)a->bytes);
+}
+
+/*
+ * arenaView(handle, offset, length, notify) -> ArrayBuffer over exactly that block.
+ * The block must lie inside the arena and start 64-byte aligned (so every typed array
+ * can view it); anything else is an error, never a read out of bounds.
+ */
+static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Arena *a = arena_arg(info, 0);
+  int64_t offset, length;
+  if (a == nullptr || !int_arg(info, 1, &offset) || !int_arg(info, 2, &length)) {
+    return throw_type(env, "arenaView(handle, offset, length, notify): an open arena and two integers");
+  }
+  if (offset < 0 || length <= 0 || (uint64_t)offset + (uint64_t)length > a->bytes || offset % ARENA_ALIGN != 0 ||
+      (double)offset != info[1].As<Napi::Number>().DoubleValue() || (double)length != info[2].As<Napi::Number>().DoubleValue()) {
+    return throw_errno(env, "arenaView: block outside the arena or not aligned", ERANGE);
+  }
+  bool notify = info.Length() > 3 && info[3].ToBoolean().Value();
+  ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify };
+  a->refs++;
+  // No napi_adjust_external_memory here: V8 already counts every ArrayBuffer's length as
+  // external memory (its array buffer sweeper does), so the garbage collector feels the
+  // pressure of views it could free; adding it again only doubled the count.
+  return Napi::ArrayBuffer::New(env, a->base + offset, (size_t)length, arena_block_finalizer, b);
+}
+
+/* arenaTakeFreed(handle) -> offsets of blocks whose notifying views were collected since last asked. */
+static Napi::Value ArenaTakeFreed(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Arena *a = arena_arg(info, 0);
+  if (a == nullptr) return throw_type(env, "arenaTakeFreed(handle): an open arena");
+  Napi::Array out = Napi::Array::New(env, a->freed.size());
+  for (size_t i = 0; i < a->freed.size(); i++) out.Set((uint32_t)i, a->freed[i]);
+  a->freed.clear();
+  return out;
+}
+
+/* arenaClose(handle): the link is done with it; views made from it stay valid, the mapping goes with the last. */
+static Napi::Value ArenaClose(const Napi::CallbackInfo &info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) return throw_type(info.Env(), "arenaClose(handle)");
+  ArenaHandle *h = info[0].As<Napi::External<ArenaHandle>>().Data();
+  if (h != nullptr && h->arena != nullptr) {
+    Arena *a = h->arena;
+    h->arena = nullptr;
+    a->open = false;
+    a->bell = -1;
+    a->freed.clear();
+    arena_unref(a);
+  }
+  return info.Env().Undefined();
 }
 
 static Napi::Value EventFd(const Napi::CallbackInfo &info) {
@@ -479,6 +668,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createSegment", Napi::Function::New(env, CreateSegment));
   exports.Set("mapSegment", Napi::Function::New(env, MapSegment));
   exports.Set("unmapSegment", Napi::Function::New(env, UnmapSegment));
+  exports.Set("createArena", Napi::Function::New(env, CreateArena));
+  exports.Set("mapArena", Napi::Function::New(env, MapArena));
+  exports.Set("arenaBytes", Napi::Function::New(env, ArenaBytes));
+  exports.Set("arenaView", Napi::Function::New(env, ArenaView));
+  exports.Set("arenaTakeFreed", Napi::Function::New(env, ArenaTakeFreed));
+  exports.Set("arenaClose", Napi::Function::New(env, ArenaClose));
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("ring", Napi::Function::New(env, Ring));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));

@@ -73,6 +73,12 @@ export interface RpcOptions {
   /** Bytes of each direction's shared-memory ring (a power of two, default 4 MiB). */
   shmRingBytes?: number
   /**
+   * Bytes of the arena a peer makes for each shm link once it sends a payload of 64 KiB or
+   * more over it (a power of two from 64 KiB to 1 GiB, default 64 MiB). Payloads go inline
+   * through the ring while it is full. See the README, "Shared memory".
+   */
+  shmArenaBytes?: number
+  /**
    * FOR TESTS OF THE BANDIT ONLY: turns the RDMA stub into a loopback arm over another
    * link with `latencyUs` added (read on every send, so it can be changed later). No RDMA is done.
    */
@@ -184,10 +190,15 @@ export class Rpc {
     if (ring != null && (!Number.isInteger(ring) || ring < 4096 || ring > 2 ** 30 || (ring & (ring - 1)) !== 0)) {
       throw new RpcError('BAD_ARGUMENT', 'shmRingBytes must be a power of two from 4096 to 2^30')
     }
+    const arena = options.shmArenaBytes
+    if (arena != null && (!Number.isInteger(arena) || arena < 2 ** 16 || arena > 2 ** 30 || (arena & (arena - 1)) !== 0)) {
+      throw new RpcError('BAD_ARGUMENT', 'shmArenaBytes must be a power of two from 2^16 (64 KiB) to 2^30 (1 GiB)')
+    }
     this.router = new Router(this.directory, () => this.name, transports, { emulateRdma })
     this.shm = new ShmTransport({
       maxFrameBytes,
       ringBytes: options.shmRingBytes,
+      arenaBytes: options.shmArenaBytes,
       localPeerId: () => this.transport?.localPeerId ?? ''
     })
     this.rdma = new RdmaTransport(emulateRdma)
@@ -220,7 +231,8 @@ export class Rpc {
       name: this.name,
       cohortKey: options.cohortKey,
       maxFrameBytes,
-      lookupTimeoutMs
+      lookupTimeoutMs,
+      shmArenaBytes: options.shmArenaBytes
     })
   }
 

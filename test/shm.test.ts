@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
-import { Rpc } from '../src/index.js'
+import { Rpc, tensor } from '../src/index.js'
 import { loadShmNative } from '../src/transports/shm/native.js'
 import { PeerProcess, eventually } from './helpers/peer-process.js'
 
@@ -16,9 +16,9 @@ function noDevShmLeftovers (t: ExecutionContext): void {
 }
 
 /** A host and a client process on this machine; resolves once the client's shm link to the host is up. */
-async function pair (t: ExecutionContext, host: string, client: Record<string, unknown> = {}, env?: Record<string, string>): Promise<{ host: PeerProcess, client: PeerProcess }> {
+async function pair (t: ExecutionContext, host: string, client: Record<string, unknown> = {}, env?: Record<string, string>, hostRpc: Record<string, unknown> = {}): Promise<{ host: PeerProcess, client: PeerProcess }> {
   noDevShmLeftovers(t)
-  const h = await PeerProcess.start({ rpc: { name: host }, listen: '127.0.0.1:0' })
+  const h = await PeerProcess.start({ rpc: { ...hostRpc, name: host }, listen: '127.0.0.1:0' })
   t.teardown(async () => await h.kill())
   const c = await PeerProcess.start({ rpc: client, connect: [h.addresses[0]], env })
   t.teardown(async () => await c.kill())
@@ -164,4 +164,97 @@ test('rdma - the stub arm is unavailable with its reason and never gets a link',
   t.false(rdma?.available)
   t.is(rdma?.reason, 'no device under /sys/class/infiniband')
   t.true(rdma?.enabled)
+})
+
+/** The client's shm link counters (see ShmLink.details). */
+async function shmDetails (peer: PeerProcess, remote: string): Promise<Record<string, number>> {
+  return links(await peer.request('debug'), remote, 'shm')[0].shm
+}
+
+const MiB = 1024 * 1024
+
+shm('shm arena - large byte values of every kind cross out of band, byte for byte; small ones stay in the ring', async t => {
+  const arena = { shmArenaBytes: 256 * MiB }
+  const { host, client } = await pair(t, 'oob-kinds', arena, undefined, arena)
+  await shmUp(client, 'oob-kinds')
+  // Only shm, so no call leaves on tcp and every counter below is exact.
+  await client.request('setTransports', { transports: ['shm'] })
+  const before = await shmDetails(client, 'oob-kinds')
+  t.deepEqual(await client.request('oobEcho', { peer: 'oob-kinds', names: ['small'] }), [])
+  const afterSmall = await shmDetails(client, 'oob-kinds')
+  t.is(afterSmall.oobSent, before.oobSent)
+  t.is(afterSmall.oobReceived, before.oobReceived)
+  t.deepEqual(await client.request('oobEcho', { peer: 'oob-kinds' }), [])
+  const after = await shmDetails(client, 'oob-kinds')
+  // u8, buf, f32, big64, ab, tensor, nested (5 MiB bytes and an int32 tensor), huge: 9 each way.
+  t.is(after.oobSent - afterSmall.oobSent, 9)
+  t.is(after.oobReceived - afterSmall.oobReceived, 9)
+  t.is(after.oobInline, 0)
+  t.true(after.oobSentBytes - afterSmall.oobSentBytes > 40 * MiB)
+  t.is((await shmDetails(host, client.name)).oobReceived, after.oobSent)
+  // A received value's buffer is its block and nothing more; a tensor adopts it without a copy.
+  const big = new Uint8Array(MiB).fill(1)
+  t.deepEqual(await client.call('oob-kinds', 'bufferOf', big.subarray(100, 100 + 512 * 1024)), [512 * 1024, 512 * 1024, 0])
+  t.deepEqual(await client.call('oob-kinds', 'bufferOf', tensor(new Float32Array(big.buffer), [512, 512])), [MiB, MiB, 0])
+})
+
+shm('shm arena - a value the callee keeps stays intact while the arena is reused; the caller changing its buffer after the call changes nothing', async t => {
+  const { client } = await pair(t, 'oob-keep')
+  await shmUp(client, 'oob-keep')
+  await client.request('setTransports', { transports: ['shm'] })
+  t.is(await client.request('oobKeep', { peer: 'oob-keep', bytes: 3 * MiB, calls: 60 }), 'ok')
+  for (const bytes of [100 * 1024, 16 * MiB]) t.true(await client.request('oobMutate', { peer: 'oob-keep', bytes }))
+  const details = await shmDetails(client, 'oob-keep')
+  // 60 calls of 3 MiB went through a 64 MiB arena: blocks were reused.
+  t.true(details.oobSent >= 60, JSON.stringify(details))
+})
+
+shm('shm arena - a full arena sends payloads inline through the ring, and every call is still right', async t => {
+  const arena = { shmArenaBytes: 1 * MiB }
+  const { client } = await pair(t, 'oob-full', arena, undefined, arena)
+  await shmUp(client, 'oob-full')
+  await client.request('setTransports', { transports: ['shm'] })
+  t.deepEqual(await client.request('oobConcurrent', { peer: 'oob-full', bytes: 300 * 1024, count: 40, concurrency: 8 }), { ok: 40 })
+  // Larger than the whole arena: always inline.
+  t.deepEqual(await client.request('oobConcurrent', { peer: 'oob-full', bytes: 2 * MiB, count: 4, concurrency: 2 }), { ok: 4 })
+  const details = await shmDetails(client, 'oob-full')
+  t.true(details.oobInline >= 4, JSON.stringify(details))
+  t.true(details.oobSent >= 1, JSON.stringify(details))
+})
+
+shm('shm arena - the peer killed while large payloads cross: every call ends once, the survivor lives on, nothing left in /dev/shm', async t => {
+  const { host, client } = await pair(t, 'oob-dies', { lookupTimeout: 1 })
+  await shmUp(client, 'oob-dies')
+  const running = client.request('oobConcurrent', { peer: 'oob-dies', bytes: 16 * MiB, count: 40, concurrency: 4 })
+  await new Promise(resolve => setTimeout(resolve, 700))
+  await host.kill('SIGKILL')
+  const outcomes = await running as Record<string, number>
+  t.is(Object.values(outcomes).reduce((a, b) => a + b, 0), 40)
+  t.false('CORRUPT' in outcomes)
+  t.true((outcomes.PEER_NOT_FOUND ?? 0) >= 1, JSON.stringify(outcomes))
+  t.is(links(await client.request('debug'), 'oob-dies', 'shm').length, 0)
+  t.is(await client.call('oob-dies', 'add', 1, 1).catch((err: any) => err.code), 'PEER_NOT_FOUND')
+})
+
+shm('shm arena - a placeholder pointing outside the arena closes the link with BAD_FRAME; both live on over TCP', async t => {
+  const { host, client } = await pair(t, 'oob-bad')
+  await shmUp(client, 'oob-bad')
+  // The host's arena exists (and the client has mapped it) once it has sent a large reply.
+  t.deepEqual(await client.request('oobConcurrent', { peer: 'oob-bad', bytes: 100 * 1024, count: 2 }), { ok: 2 })
+  t.is(await host.request('badPlaceholder'), 1)
+  await eventually(async () => {
+    if (links(await client.request('debug'), 'oob-bad', 'shm').length !== 0) throw new Error('shm link still open')
+  }, 20, 250)
+  const shmInfo = (await client.request('debug')).transports.find((x: any) => x.name === 'shm')
+  t.is(shmInfo.counters.badFrames, 1)
+  t.regex(shmInfo.lastError, /not inside the peer's .*arena/)
+  t.deepEqual(await client.request('oobConcurrent', { peer: 'oob-bad', bytes: 100 * 1024, count: 3 }), { ok: 3 })
+  t.is(await client.call('oob-bad', 'add', 2, 2), 4)
+})
+
+test('shm arena - shmArenaBytes must be a power of two from 64 KiB to 1 GiB', t => {
+  for (const bad of [1000, 2 ** 15, 2 ** 31, 3 * MiB, 1.5, -MiB, Number.NaN]) {
+    t.throws(() => new Rpc({ shmArenaBytes: bad }), { code: 'BAD_ARGUMENT' }, String(bad))
+  }
+  for (const good of [2 ** 16, MiB, 2 ** 30]) t.notThrows(() => new Rpc({ shmArenaBytes: good }))
 })

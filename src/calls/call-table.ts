@@ -21,7 +21,7 @@
  */
 import { randomInt } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { encodeFrame, FrameType } from '../codec/frame.js'
+import { encodeFrame, frameBytes, FrameType, releaseFrame, sealFrame } from '../codec/frame.js'
 import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'
 import { tensorsTo } from '../tensor/tensor.js'
 import { Future } from './future.js'
@@ -112,17 +112,20 @@ export class CallTable {
     const id = this.nextId++
     let frame: Uint8Array
     try {
-      frame = encodeFrame([FrameType.CALL, id, fn, args, timeoutMs, this.lowWater(id)])
+      // Large byte arguments beside the frame: a shm link puts them in its arena (one copy).
+      frame = encodeFrame([FrameType.CALL, id, fn, args, timeoutMs, this.lowWater(id)], { outOfBand: true })
     } catch (err) {
       return this.failNew(future, new RpcError('BAD_ARGUMENT', `${describeCall(peer, fn)}: arguments cannot be encoded: ${(err as Error).message}`, { peer, fn }))
     }
-    if (frame.byteLength > this.init.maxFrameBytes) {
-      return this.failNew(future, new RpcError('BAD_FRAME', `${describeCall(peer, fn)}: arguments encode to ${frame.byteLength} bytes, above the frame limit of ${this.init.maxFrameBytes}`, { peer, fn }))
+    if (frameBytes(frame) > this.init.maxFrameBytes) {
+      return this.failNew(future, new RpcError('BAD_FRAME', `${describeCall(peer, fn)}: arguments encode to ${frameBytes(frame)} bytes, above the frame limit of ${this.init.maxFrameBytes}`, { peer, fn }))
     }
     const call = new PendingCall(id, peer, fn, frame, timeoutMs, future)
     this.calls.set(id, call)
     call.timer = setTimeout(expire, timeoutMs, this, call)
     if (!this.transmit(call)) this.wait(call)
+    // Kept for resends: from here on it must not refer to the caller's buffers (sending sealed it already, if it left).
+    sealFrame(frame)
     return future
   }
 
@@ -220,7 +223,7 @@ export class CallTable {
     const now = performance.now()
     for (const call of [...this.calls.values()]) {
       if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4) &&
-          (call.frame.byteLength <= RESEND_ANY_PATH_BYTES || this.init.hasLink?.(call.peer) !== true)) {
+          (frameBytes(call.frame) <= RESEND_ANY_PATH_BYTES || this.init.hasLink?.(call.peer) !== true)) {
         call.resends++
         this.resend(call)
       }
@@ -316,6 +319,8 @@ export class CallTable {
 
   private forget (call: PendingCall): void {
     this.calls.delete(call.id)
+    // Never sent again: arena blocks it held for a resend may go.
+    releaseFrame(call.frame)
     clearTimeout(call.timer)
     if (call.lookupTimer != null) clearTimeout(call.lookupTimer)
     if (call.state === 'waiting') this.waiting.get(call.peer)?.delete(call)

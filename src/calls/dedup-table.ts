@@ -8,6 +8,7 @@
  * entry also goes once its call's deadline has passed (the caller has given up), and past
  * `maxEntries` the oldest ended entries go first.
  */
+import { frameBytes, releaseFrame } from '../codec/frame.js'
 
 export type DedupVerdict =
   | { kind: 'new' }
@@ -48,17 +49,25 @@ export class DedupTable {
     return { kind: 'new' }
   }
 
-  /** Stores the reply of a call that ended, for a resend of it. */
+  /**
+   * Stores the reply of a call that ended, for a resend of it. The table owns `reply` from
+   * here: it releases it (releaseFrame) when it lets it go, so arena blocks a split reply
+   * holds are freed then.
+   */
   end (id: number, reply: Uint8Array): void {
     const entry = this.entries.get(id)
-    if (entry == null) return
+    if (entry == null) {
+      releaseFrame(reply)
+      return
+    }
     if (id < this.lowWater) {
+      releaseFrame(reply)
       this.forget(id, entry)
       return
     }
     entry.ended = true
     entry.reply = reply
-    this.replyBytes += reply.byteLength
+    this.replyBytes += frameBytes(reply)
     if (this.replyBytes > this.maxReplyBytes) this.dropOldestReplies()
   }
 
@@ -66,14 +75,18 @@ export class DedupTable {
     for (const entry of this.entries.values()) {
       if (this.replyBytes <= this.maxReplyBytes) return
       if (entry.reply != null) {
-        this.replyBytes -= entry.reply.byteLength
+        this.replyBytes -= frameBytes(entry.reply)
+        releaseFrame(entry.reply)
         entry.reply = undefined
       }
     }
   }
 
   private forget (id: number, entry: Entry): void {
-    if (entry.reply != null) this.replyBytes -= entry.reply.byteLength
+    if (entry.reply != null) {
+      this.replyBytes -= frameBytes(entry.reply)
+      releaseFrame(entry.reply)
+    }
     this.entries.delete(id)
   }
 

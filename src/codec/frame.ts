@@ -20,6 +20,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { RpcError } from '../errors/rpc-error.js'
 import { adoptTensors } from '../tensor/tensor.js'
 import { registerTensorExtension } from './tensor-extension.js'
+import * as outOfBand from './out-of-band.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -45,7 +46,11 @@ export const FrameType = {
   /** [GOSSIP, message]: membership gossip between neighbours (see cohort/membership/membership.ts). */
   GOSSIP: 10,
   /** [FORWARD, source, destination, hopsLeft, innerFrame, signature, sourceRecord]: a frame relayed towards a peer with no direct link (see router/forwarder.ts). */
-  FORWARD: 11
+  FORWARD: 11,
+  /** [ARENA_FREE, arenaId, offset...]: over shm only; the receiver is done with these blocks of the sender's arena (transports/shm/arena.ts). */
+  ARENA_FREE: 12,
+  /** [ARENA_FRAME, arenaId, [offset, length, ...], splitBody]: over shm only; a frame whose parts lie in the sender's arena, part i at the i-th pair. */
+  ARENA_FRAME: 13
 } as const
 
 export interface HelloBody {
@@ -78,19 +83,54 @@ const BODY_OPTIONS = {
 const packr = new Packr(BODY_OPTIONS)
 // Applies to every Packr, this one and the next.
 registerTensorExtension()
+outOfBand.registerOutOfBandExtension()
 
 // The same codec for bodies decoded straight out of memory that is reused afterwards (the
 // shm ring): byte strings come out as copies, never as views into that memory.
 const copyingPackr = new Packr({ ...BODY_OPTIONS, copyBuffers: true })
 
+export interface EncodeOptions {
+  /**
+   * Large byte values go beside the frame, not into it (see out-of-band.ts): the frame
+   * that comes back may be a split frame, which only `Link.outOfBand` links take as it
+   * is; the caller must seal it before keeping it and release it when done. Calls and
+   * replies use this; nothing else needs to.
+   */
+  outOfBand?: boolean
+}
+
 /** Encodes one frame body as header + body bytes, ready for a link. */
-export function encodeFrame (body: unknown[]): Uint8Array {
+export function encodeFrame (body: unknown[], options?: EncodeOptions): Uint8Array {
+  const adopted = adoptTensors(body) as unknown[]
+  if (options?.outOfBand !== true) return encodeInline(adopted)
+  const parts: Uint8Array[] = []
+  const split = outOfBand.splitParts(adopted, parts)
+  const frame = encodeInline(split)
+  if (parts.length > 0) outOfBand.recordSplit(frame, parts)
+  return frame
+}
+
+function encodeInline (body: unknown): Uint8Array {
   // msgpackr leaves HEADER_BYTES free in front of the body, so the header is written in
   // place and a large body is not copied again. Other libraries' tensors go as ours.
-  const frame = packr.pack(adoptTensors(body), RESERVE_START_SPACE | HEADER_BYTES)
+  const frame = packr.pack(body, RESERVE_START_SPACE | HEADER_BYTES)
   new DataView(frame.buffer, frame.byteOffset, HEADER_BYTES).setUint32(0, frame.byteLength - HEADER_BYTES)
   return frame
 }
+
+const BODY_CODEC: outOfBand.BodyCodec = { encode: encodeInline, decode: bytes => packr.unpack(bytes), header: HEADER_BYTES }
+
+/** The ordinary frame for any frame: a split one gets its bytes put inside (once; see out-of-band.ts). */
+export function inlineFrame (frame: Uint8Array): Uint8Array {
+  return outOfBand.inlineFrame(frame, BODY_CODEC)
+}
+
+/** Before keeping a frame past the code that encoded it: nothing in it refers to the caller's memory afterwards. */
+export function sealFrame (frame: Uint8Array): void {
+  outOfBand.sealFrame(frame, BODY_CODEC)
+}
+
+export { frameBytes, releaseFrame } from './out-of-band.js'
 
 export function decodeValue (bytes: Uint8Array): unknown {
   return packr.unpack(bytes)
@@ -166,6 +206,26 @@ export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
   } catch (err) {
     throw new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
   }
+  return checkFrame(frame)
+}
+
+/**
+ * Decodes the body of a split frame that came over shared memory: each placeholder is
+ * turned into a value by `resolve` (a view of the sender's arena), the rest is copied as
+ * decodeFrameBody(body, true) does. Throws BAD_FRAME, also for a placeholder `resolve`
+ * refuses.
+ */
+export function decodeSplitFrameBody (body: Uint8Array, resolve: outOfBand.PartResolver): unknown[] {
+  let frame: unknown
+  try {
+    frame = outOfBand.decodeSplitBody(body, bytes => copyingPackr.unpack(bytes), resolve)
+  } catch (err) {
+    throw new RpcError('BAD_FRAME', `frame body with out-of-band parts is bad: ${(err as Error).message}`)
+  }
+  return checkFrame(frame)
+}
+
+function checkFrame (frame: unknown): unknown[] {
   if (!Array.isArray(frame) || typeof frame[0] !== 'number') {
     throw new RpcError('BAD_FRAME', 'frame body is not an array that starts with a frame type')
   }

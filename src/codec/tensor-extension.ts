@@ -30,22 +30,30 @@ export function registerTensorExtension (): void {
     read (fields: unknown) {
       if (!Array.isArray(fields) || fields.length !== 3) throw new Error('tensor value is not [dtype, shape, bytes]')
       const [code, shape, bytes] = fields
-      const dtype = typeof code === 'number' ? dtypeFromCode(code) : undefined
-      if (dtype == null) throw new Error(`tensor value has an unknown dtype code ${String(code)}`)
       if (!(bytes instanceof Uint8Array)) throw new Error('tensor value carries no byte string')
-      const size = checkShape(shape)
-      const Array_ = DTYPES[dtype].array
-      if (bytes.byteLength !== size * Array_.BYTES_PER_ELEMENT) {
-        throw new Error(`${dtype} tensor of shape [${(shape as number[]).join(', ')}] needs ${size * Array_.BYTES_PER_ELEMENT} bytes, it carries ${bytes.byteLength}`)
-      }
-      // Bytes that own their whole buffer are already a private copy (the shm decoder makes
-      // one, see frame.ts), aligned at 0: keep them. A view into a frame is copied out.
-      if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)) {
-        return new Tensor(dtype, shape as number[], new Array_(bytes.buffer, 0, size))
-      }
-      const data = new Array_(size)
-      new Uint8Array(data.buffer).set(bytes)
-      return new Tensor(dtype, shape as number[], data)
+      return tensorFromBytes(code, shape, bytes)
     }
   })
+}
+
+/**
+ * A tensor over `bytes`. Bytes that own their whole (non-shared) buffer from offset 0 are
+ * adopted as they are: a private copy the shm decoder made (frame.ts), or one block of a
+ * peer's arena read in place (out-of-band.ts), which is aligned for every dtype. Any
+ * other view, into a frame say, is copied once into fresh aligned storage.
+ */
+export function tensorFromBytes (code: unknown, shape: unknown, bytes: Uint8Array): Tensor {
+  const dtype = typeof code === 'number' ? dtypeFromCode(code) : undefined
+  if (dtype == null) throw new Error(`tensor value has an unknown dtype code ${String(code)}`)
+  const size = checkShape(shape as number[])
+  const Array_ = DTYPES[dtype].array
+  if (bytes.byteLength !== size * Array_.BYTES_PER_ELEMENT) {
+    throw new Error(`${dtype} tensor of shape [${(shape as number[]).join(', ')}] needs ${size * Array_.BYTES_PER_ELEMENT} bytes, it carries ${bytes.byteLength}`)
+  }
+  if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)) {
+    return new Tensor(dtype, shape as number[], new Array_(bytes.buffer, 0, size))
+  }
+  const data = new Array_(size)
+  new Uint8Array(data.buffer).set(bytes)
+  return new Tensor(dtype, shape as number[], data)
 }

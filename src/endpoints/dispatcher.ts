@@ -8,7 +8,7 @@
  * them; calls answered within the same turn need none (the reply says it all).
  */
 import { logger } from '@libp2p/logger'
-import { encodeFrame, FrameType } from '../codec/frame.js'
+import { encodeFrame, frameBytes, FrameType, sealFrame } from '../codec/frame.js'
 import { DedupTable } from '../calls/dedup-table.js'
 import { RpcError, errorToWire } from '../errors/rpc-error.js'
 import { EndpointRegistry, type Endpoint } from './registry.js'
@@ -199,13 +199,14 @@ export class Dispatcher {
     if (call.ended) return
     let frame: Uint8Array
     try {
-      frame = encodeFrame([FrameType.REPLY, call.id, value])
+      // Large byte results beside the frame: a shm link puts them in its arena (one copy).
+      frame = encodeFrame([FrameType.REPLY, call.id, value], { outOfBand: true })
     } catch (err) {
       this.endWithError(call, new Error(`the result cannot be encoded: ${(err as Error).message}`))
       return
     }
-    if (frame.byteLength > this.init.maxFrameBytes) {
-      this.endWithError(call, new RpcError('BAD_FRAME', `the result encodes to ${frame.byteLength} bytes, above the frame limit of ${this.init.maxFrameBytes}`))
+    if (frameBytes(frame) > this.init.maxFrameBytes) {
+      this.endWithError(call, new RpcError('BAD_FRAME', `the result encodes to ${frameBytes(frame)} bytes, above the frame limit of ${this.init.maxFrameBytes}`))
       return
     }
     this.end(call, frame)
@@ -221,15 +222,17 @@ export class Dispatcher {
 
   private end (call: ServedCall, frame: Uint8Array): void {
     call.ended = true
-    call.dedup.end(call.id, frame)
     if (call.endpoint != null) {
       this.running--
       EndpointRegistry.ended(call.endpoint)
     }
     // A new process has taken the caller's name since this call came in: the reply is
     // not for it (its call ids mean other calls).
-    if (call.caller.calleeState !== call.dedup) return
-    this.init.send(call.caller.name, frame)
+    if (call.caller.calleeState === call.dedup) this.init.send(call.caller.name, frame)
+    // Sent first, so a split reply is sealed by its link's copy rather than by a copy of its own;
+    // then kept for a resend (the dedup table releases it).
+    sealFrame(frame)
+    call.dedup.end(call.id, frame)
   }
 
   private ackLater (call: ServedCall): void {

@@ -22,7 +22,7 @@
  * arm). With one arm there is no choice to inform, and no call is timed.
  */
 import { logger } from '@libp2p/logger'
-import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../codec/frame.js'
+import { decodeValue, encodeFrame, frameBytes, FrameType, HEADER_BYTES, inlineFrame } from '../codec/frame.js'
 import type { CallTable } from '../calls/call-table.js'
 import type { CallerSlot, Dispatcher } from '../endpoints/dispatcher.js'
 import type { PeerDirectory, PeerSession } from '../cohort/peer-directory.js'
@@ -120,13 +120,17 @@ export class Router {
    * Sends a frame to a peer by name: on the direct arm the bandit ranks best, or else
    * (unless `scope` is 'direct') the way the discovery extension knows. False when
    * neither reaches the peer now. `callId` marks a CALL frame, whose ack times the arm.
+   * A split frame (codec/out-of-band.ts) goes as it is only to a link that takes it
+   * (`Link.outOfBand`); everything else here gets the ordinary frame.
    */
   send (peer: string, frame: Uint8Array, scope: SendScope = 'any', callId?: number): boolean {
     if (peer === this.selfName()) {
       this.counters.loopbackFrames++
+      // Now, not in the microtask: the caller may change its buffers once we return.
+      const inline = inlineFrame(frame)
       queueMicrotask(() => {
         try {
-          this.receive(this.self, decodeValue(frame.subarray(HEADER_BYTES)) as unknown[])
+          this.receive(this.self, decodeValue(inline.subarray(HEADER_BYTES)) as unknown[])
         } catch (err) {
           log.error('loopback frame failed: %e', err)
         }
@@ -136,11 +140,11 @@ export class Router {
     const session = this.directory.get(peer)
     const arms = session == null ? [] : this.eligible(session)
     if (session == null || arms.length === 0) {
-      if (scope !== 'direct' && this.extension?.route(peer, frame, scope === 'call') === true) return true
+      if (scope !== 'direct' && this.extension?.route(peer, inlineFrame(frame), scope === 'call') === true) return true
       this.counters.unroutable++
       return false
     }
-    const size = sizeClassOf(frame.byteLength)
+    const size = sizeClassOf(frameBytes(frame))
     // Probes go first, so they time the arm, not the wait behind this very frame.
     if (arms.length > 1) this.probe(session, arms, size)
     const first = arms.length === 1 ? arms[0] : arms[this.bandit.best(peer, arms, size, Date.now())]
@@ -245,7 +249,7 @@ export class Router {
 
   private trySend (peer: string, link: Link, frame: Uint8Array): Link | undefined {
     try {
-      link.send(frame)
+      link.send(link.outOfBand === true ? frame : inlineFrame(frame))
       return link
     } catch {
       this.bandit.fail(peer, link.transport)

@@ -24,6 +24,8 @@ export interface SyncWorkerConfig {
   cohortKey?: string | Uint8Array
   maxFrameBytes: number
   lookupTimeoutMs: number
+  /** The parent's shmArenaBytes, for the worker's own shm links. */
+  shmArenaBytes?: number
 }
 
 export interface SyncCallRequest {

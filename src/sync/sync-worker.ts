@@ -15,6 +15,7 @@ const rpc = new Rpc({
   cohortKey: config.cohortKey,
   maxFrameBytes: config.maxFrameBytes,
   lookupTimeout: config.lookupTimeoutMs / 1000,
+  shmArenaBytes: config.shmArenaBytes,
   // A helper of its parent, not a member of the cohort: it dials the callee's addresses directly.
   gossip: false
 })

@@ -29,6 +29,12 @@ export interface Link {
   onFrame: (frame: unknown[]) => void
   /** Called once when the link is gone, for whatever reason. */
   onClose: (reason: Error | undefined) => void
+  /**
+   * True when send() takes split frames (codec/out-of-band.ts) as they are: the shm link
+   * puts their large parts into its arena. Every other link gets `inlineFrame(frame)`
+   * from the router.
+   */
+  readonly outOfBand?: boolean
   /** Queues one encoded frame; small frames sent in one turn of the loop leave in one write. */
   send: (frame: Uint8Array) => void
   /** Sends what is queued, then closes. */

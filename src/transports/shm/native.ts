@@ -38,12 +38,25 @@ export interface Watcher {
   close: () => void
 }
 
+/** An arena mapped by the addon (opaque). */
+export interface ArenaHandle { readonly __arena: unique symbol }
+
 /** The addon's exports; every system call error is thrown with `code` set to the errno name. */
 export interface ShmAddon {
   layout: () => RingLayout
   createSegment: (ringBytes: number) => number
   mapSegment: (fd: number) => ArrayBuffer
   unmapSegment: (buffer: ArrayBuffer) => void
+  /** A sealed memfd of `bytes` (a power of two, 2^16..2^30) for out-of-band blocks (see arena.ts). */
+  createArena: (bytes: number) => number
+  /** Maps an arena fd (checks its seals and size); the fd stays the caller's. `bell`: an eventfd written when a notifying view is collected. */
+  mapArena: (fd: number, bell?: number) => ArenaHandle
+  arenaBytes: (arena: ArenaHandle) => number
+  /** One block as its own ArrayBuffer; with `notify`, its offset is queued for arenaTakeFreed once collected. */
+  arenaView: (arena: ArenaHandle, offset: number, length: number, notify: boolean) => ArrayBuffer
+  arenaTakeFreed: (arena: ArenaHandle) => number[]
+  /** Done with the arena; views keep the mapping until they are collected. */
+  arenaClose: (arena: ArenaHandle) => void
   eventfd: () => number
   ring: (fd: number) => void
   closeFd: (fd: number) => void

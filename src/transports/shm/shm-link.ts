@@ -16,11 +16,14 @@
  * The unix socket the segment came over stays open beside it: when the peer exits or is
  * killed the kernel closes its end, the socket hangs up, and the link closes.
  *
- * NOT DONE: large byte payloads (tensors, big Uint8Arrays) are still serialised into the
- * msgpack body and copied into and out of the ring; nothing is read in place or sent out
- * of band yet. That needs the frame codec to carry byte ranges beside the body (the
- * tensor codec, src/tensor/, is being written in parallel), so 16 MiB echoes reach a few
- * hundred MB/s here, not the GB/s the ring itself can do.
+ * Large byte payloads (64 KiB and up: Uint8Array, Buffer, ArrayBuffer, typed arrays, the
+ * elements of a cpu Tensor, anywhere in a call's arguments or result) do not go through
+ * the ring: the first one makes this side's arena (arena.ts), a memfd whose fd goes over
+ * the unix socket; each payload is copied into a block of it and the body travels with
+ * the blocks' places (ARENA_FRAME). The receiver hands the user a view of the block, one
+ * ArrayBuffer per block, read in place: valid for as long as the user holds it, the block
+ * reused only after the view was collected (ARENA_FREE). A full arena sends the payload
+ * inline as before. Lifetime rules: codec/out-of-band.ts and the README, "Shared memory".
  *
  * ```ts
  * const link = new ShmLink({ native, memory, role: 'a', myBell, peerBell, socket, ... })
@@ -31,11 +34,13 @@
 import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
 import { FrameInbox } from '../frame-inbox.js'
-import { decodeFrameBody, HEADER_BYTES } from '../../codec/frame.js'
+import { decodeFrameBody, decodeSplitFrameBody, encodeFrame, FrameType, HEADER_BYTES, inlineFrame } from '../../codec/frame.js'
+import { moveParts, OOB_THRESHOLD, partsOf, valueOf } from '../../codec/out-of-band.js'
 import { RpcError } from '../../errors/rpc-error.js'
 import { newLinkStats, type Link, type LinkStats } from '../transport.js'
 import type { ShmAddon, Watcher } from './native.js'
 import { RingConsumer, RingProducer } from './ring.js'
+import { IncomingArena, OutgoingArena } from './arena.js'
 
 const log = logger('cohort:shm')
 
@@ -44,6 +49,8 @@ const SPIN_MIN_MS = 0.2
 const SPIN_MAX_MS = 4
 const SPIN_START_MS = 1
 const SINGLE_CPU = availableParallelism() < 2
+/** The message on the unix socket that carries an arena's fd: this, then the arena's id (u32 BE). */
+const ARENA_MESSAGE = Buffer.from('cohort-arena/1')
 
 export interface ShmLinkInit {
   native: ShmAddon
@@ -59,6 +66,8 @@ export interface ShmLinkInit {
   remoteAddress: string
   direction: 'inbound' | 'outbound'
   maxFrameBytes: number
+  /** Size of the arena this side makes for out-of-band payloads when it first sends one (power of two). */
+  arenaBytes: number
 }
 
 /** Live links, so tests can reach one (see ShmLink.corruptForTest). */
@@ -66,12 +75,16 @@ export const liveShmLinks = new Set<ShmLink>()
 
 export class ShmLink implements Link {
   readonly transport = 'shm' as const
+  /** send() takes split frames as they are: their parts go through the arena (see arena.ts). */
+  readonly outOfBand = true
   readonly remotePeerId: string
   private readonly inbox: FrameInbox
   readonly remoteAddress: string
   readonly direction: 'inbound' | 'outbound'
   readonly stats: LinkStats = newLinkStats()
   onClose: (reason: Error | undefined) => void = () => {}
+  /** Why the link closed, once it has (undefined: an orderly close). */
+  closeReason?: Error
   /** Doorbell rings sent and received, spin windows that caught traffic: for debugInfo. */
   readonly wakeups = { rung: 0, woken: 0, spinHits: 0, sleeps: 0 }
 
@@ -93,6 +106,13 @@ export class ShmLink implements Link {
   private sleptAt = 0
   private spinMs = SPIN_START_MS
   private readonly closeHooks: Array<() => void> = []
+  /** Our arena (made on the first large payload) and the peer's (mapped when its fd arrives). */
+  private outgoing?: OutgoingArena
+  private arenaError?: string
+  private incoming?: IncomingArena
+  private pendingFrees: number[] = []
+  /** Out-of-band parts sent through the arena, payloads that went inline for want of room, parts received. */
+  private readonly oob = { sent: 0, sentBytes: 0, inline: 0, received: 0, receivedBytes: 0 }
   private readonly pollBound = (): void => { this.poll() }
   private readonly decodeBound = (bytes: Uint8Array): unknown[] => this.decode(bytes)
 
@@ -131,6 +151,7 @@ export class ShmLink implements Link {
 
   send (frame: Uint8Array): void {
     if (this.closed) throw new RpcError('CLOSED', `shm link to ${this.remotePeerId} is closed`)
+    if (partsOf(frame) != null) frame = this.throughArena(frame)
     if (this.queuedBytes + frame.byteLength > this.maxQueuedBytes) {
       const err = new RpcError('OVERLOADED', `shm link to ${this.remotePeerId}: over ${this.maxQueuedBytes} bytes queued while the peer does not read`)
       this.close(err)
@@ -161,9 +182,88 @@ export class ShmLink implements Link {
     this.native.ring(this.init.peerBell)
   }
 
-  /** Spin window and wake-up counts, for debugInfo. */
+  /**
+   * Test hook: sends an ARENA_FRAME whose block runs past the end of our arena, as a
+   * corrupt or hostile peer would; the peer must close the link with BAD_FRAME.
+   */
+  sendBadPlaceholderForTest (): void {
+    const arena = this.arena()
+    const split = encodeFrame([FrameType.REPLY, 1, new Uint8Array(OOB_THRESHOLD)], { outOfBand: true })
+    const body = Buffer.from(split.buffer, split.byteOffset + HEADER_BYTES, split.byteLength - HEADER_BYTES)
+    const bytes = arena?.bytes ?? OOB_THRESHOLD
+    this.send(encodeFrame([FrameType.ARENA_FRAME, arena?.id ?? 1, [bytes - 64, OOB_THRESHOLD], body]))
+  }
+
+  /** Spin window, wake-up counts and out-of-band traffic, for debugInfo. */
   details (): Record<string, number> {
-    return { ...this.wakeups, spinWindowUs: Math.round(this.spinMs * 1000) }
+    return {
+      ...this.wakeups,
+      spinWindowUs: Math.round(this.spinMs * 1000),
+      oobSent: this.oob.sent,
+      oobSentBytes: this.oob.sentBytes,
+      oobInline: this.oob.inline,
+      oobReceived: this.oob.received,
+      oobReceivedBytes: this.oob.receivedBytes,
+      arenaBytes: this.outgoing?.bytes ?? 0,
+      arenaInUse: this.outgoing?.inUse ?? 0,
+      peerArenaBytes: this.incoming?.bytes ?? 0,
+      arenaFailed: this.arenaError != null ? 1 : 0
+    }
+  }
+
+  /**
+   * A split frame: its parts into blocks of our arena (copied now, or the blocks it holds
+   * from an earlier send through this arena), the body and the blocks' places into an
+   * ARENA_FRAME. No arena or no room: the ordinary frame, through the ring.
+   */
+  private throughArena (frame: Uint8Array): Uint8Array {
+    const split = partsOf(frame)
+    const arena = this.arena()
+    if (split == null || arena == null) return this.inline(frame)
+    let where = arena.again(split.holding)
+    if (where == null) {
+      const placed = arena.place(split.parts)
+      if (placed == null) return this.inline(frame)
+      moveParts(frame, placed.views, placed.holding)
+      where = placed
+    }
+    const table: number[] = []
+    for (let i = 0; i < where.offsets.length; i++) {
+      table.push(where.offsets[i], where.lengths[i])
+      this.oob.sent++
+      this.oob.sentBytes += where.lengths[i]
+    }
+    const body = Buffer.from(frame.buffer, frame.byteOffset + HEADER_BYTES, frame.byteLength - HEADER_BYTES)
+    const wrapped = encodeFrame([FrameType.ARENA_FRAME, arena.id, table, body])
+    arena.sent(where.offsets)
+    return wrapped
+  }
+
+  private inline (frame: Uint8Array): Uint8Array {
+    this.oob.inline++
+    return inlineFrame(frame)
+  }
+
+  /** Our arena, made and sent to the peer on first use; undefined when that failed (then payloads go inline). */
+  private arena (): OutgoingArena | undefined {
+    if (this.outgoing != null || this.arenaError != null) return this.outgoing
+    let arena: OutgoingArena | undefined
+    try {
+      arena = OutgoingArena.create(this.native, this.init.arenaBytes, 1)
+      const message = Buffer.alloc(ARENA_MESSAGE.byteLength + 4)
+      ARENA_MESSAGE.copy(message)
+      message.writeUInt32BE(arena.id, ARENA_MESSAGE.byteLength)
+      // Sent before any frame that names it: the peer finds it on the socket by then.
+      if (!this.native.sendMessage(this.init.socket, message, [arena.fd])) throw new RpcError('OVERLOADED', 'the unix socket is full')
+      this.outgoing = arena
+    } catch (err) {
+      arena?.close()
+      this.arenaError = (err as Error).message
+      log('no arena for the shm link to %s, large payloads go inline: %s', this.remotePeerId, this.arenaError)
+    } finally {
+      if (arena != null) closeQuietly(this.native, arena.fd)
+    }
+    return this.outgoing
   }
 
   private flush (): void {
@@ -212,6 +312,7 @@ export class ShmLink implements Link {
     }
     for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
     try {
+      if (this.incoming != null && !this.closed) this.sendFrees()
       if (this.queue.length > 0 && !this.closed) this.flush()
     } catch (err) {
       this.fail(err as Error)
@@ -262,9 +363,7 @@ export class ShmLink implements Link {
     let gone = hangup || error != null
     if (readable && !gone) {
       try {
-        const message = this.native.receiveMessage(this.init.socket)
-        if (message != null && message.data.byteLength === 0) gone = true
-        for (const fd of message?.fds ?? []) this.native.closeFd(fd)
+        gone = this.readSocket()
       } catch {
         gone = true
       }
@@ -285,11 +384,110 @@ export class ShmLink implements Link {
   private decode (bytes: Uint8Array): unknown[] {
     this.stats.framesIn++
     this.stats.bytesIn += bytes.byteLength
-    return decodeFrameBody(bytes.subarray(HEADER_BYTES), true)
+    const frame = decodeFrameBody(bytes.subarray(HEADER_BYTES), true)
+    return frame[0] === FrameType.ARENA_FRAME ? this.fromArena(frame) : frame
+  }
+
+  /**
+   * An ARENA_FRAME: the frame inside, each part a view of its block in the peer's arena
+   * (read in place; the block is reported free once the view is collected). Throws
+   * BAD_FRAME for an arena never sent or a block outside it.
+   */
+  private fromArena (outer: unknown[]): unknown[] {
+    const [, id, table, body] = outer
+    // The fd went over the socket before this frame; the watcher may not have run yet.
+    if (this.incoming?.id !== id) this.readSocket()
+    const arena = this.incoming
+    if (arena == null || arena.id !== id) throw new RpcError('BAD_FRAME', `a frame names arena ${String(id)}, which the peer never sent`)
+    if (!Array.isArray(table) || table.length % 2 !== 0 || !(body instanceof Uint8Array)) throw new RpcError('BAD_FRAME', 'ARENA_FRAME is not [type, id, [offset, length, ...], body]')
+    const count = table.length / 2
+    const values: unknown[] = new Array(count)
+    const used = new Uint8Array(count)
+    let frame: unknown[]
+    try {
+      frame = decodeSplitFrameBody(body, (index, kind, dtypeCode, shape) => {
+        if (index < 0 || index >= count) throw new Error(`placeholder ${index} of ${count} parts`)
+        if (used[index] === 0) {
+          used[index] = 1
+          const bytes = new Uint8Array(arena.view(table[2 * index], table[2 * index + 1]))
+          this.oob.received++
+          this.oob.receivedBytes += bytes.byteLength
+          values[index] = valueOf(bytes, kind, dtypeCode, shape)
+        }
+        return values[index]
+      })
+    } finally {
+      // Blocks the body never named are free at once.
+      for (let i = 0; i < count; i++) if (used[i] === 0 && Number.isSafeInteger(table[2 * i])) this.pendingFrees.push(table[2 * i])
+    }
+    return frame
+  }
+
+  /** Reports the peer's blocks whose views were collected (ARENA_FREE), so it can reuse them. */
+  private sendFrees (): void {
+    const arena = this.incoming
+    if (arena == null) return
+    const freed = arena.takeFreed()
+    for (const offset of freed) this.pendingFrees.push(offset)
+    if (this.pendingFrees.length === 0) return
+    const offsets = this.pendingFrees
+    this.pendingFrees = []
+    this.send(encodeFrame([FrameType.ARENA_FREE, arena.id, ...offsets]))
+  }
+
+  /** ARENA_FREE from the peer: blocks of our arena it is done with. */
+  private onArenaFree (frame: unknown[]): void {
+    if (this.outgoing == null || frame[1] !== this.outgoing.id) throw new RpcError('BAD_FRAME', `ARENA_FREE for arena ${String(frame[1])}, which we never sent`)
+    this.outgoing.peerFreed(frame.slice(2))
+  }
+
+  /**
+   * Reads what waits on the unix socket: the peer's arena (mapped and kept), anything
+   * else is closed. True when the peer hung up.
+   */
+  private readSocket (): boolean {
+    for (let i = 0; i < 16; i++) {
+      const message = this.native.receiveMessage(this.init.socket)
+      if (message == null) return false
+      if (message.data.byteLength === 0) {
+        for (const fd of message.fds) closeQuietly(this.native, fd)
+        return true
+      }
+      const data = Buffer.from(message.data)
+      if (this.incoming == null && message.fds.length === 1 && data.byteLength === ARENA_MESSAGE.byteLength + 4 &&
+          data.subarray(0, ARENA_MESSAGE.byteLength).equals(ARENA_MESSAGE)) {
+        try {
+          this.incoming = new IncomingArena(this.native, message.fds[0], data.readUInt32BE(ARENA_MESSAGE.byteLength), () => { this.idleFrees() })
+        } catch (err) {
+          // Frames that name it will close the link with BAD_FRAME.
+          log.error('cannot map the arena of %s: %s', this.remotePeerId, (err as Error).message)
+        }
+      }
+      for (const fd of message.fds) closeQuietly(this.native, fd)
+    }
+    return false
+  }
+
+  /** Views were collected: report them now, traffic or not, so the peer's arena does not stay full. */
+  private idleFrees (): void {
+    if (this.closed) return
+    try {
+      this.sendFrees()
+    } catch (err) {
+      this.fail(err as Error)
+    }
   }
 
   private deliver (frame: unknown[]): void {
     if (this.closed) return
+    if (frame[0] === FrameType.ARENA_FREE) {
+      try {
+        this.onArenaFree(frame)
+      } catch (err) {
+        this.fail(err as Error)
+      }
+      return
+    }
     this.inbox.deliver(frame)
   }
 
@@ -302,9 +500,14 @@ export class ShmLink implements Link {
   private finish (reason: Error | undefined): void {
     if (this.closed) return
     this.closed = true
+    this.closeReason = reason
     this.queue = []
     this.queuedBytes = 0
     liveShmLinks.delete(this)
+    // Values made from either arena stay valid: the mappings go with their last view.
+    this.outgoing?.close()
+    this.incoming?.close()
+    this.pendingFrees = []
     this.bell.close()
     this.hangup.close()
     for (const fd of [this.init.socket, this.init.myBell, this.init.peerBell]) {
@@ -317,4 +520,10 @@ export class ShmLink implements Link {
     for (const hook of this.closeHooks) hook()
     this.onClose(reason)
   }
+}
+
+function closeQuietly (native: ShmAddon, fd: number): void {
+  try {
+    native.closeFd(fd)
+  } catch {}
 }

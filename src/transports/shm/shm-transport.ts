@@ -49,6 +49,8 @@ export interface ShmTransportInit {
   maxFrameBytes: number
   /** Bytes of each direction's ring (a power of two; default 4 MiB). */
   ringBytes?: number
+  /** Bytes of the arena each side makes for out-of-band payloads, when it first sends one (a power of two; default 64 MiB). */
+  arenaBytes?: number
   /** How long an offer waits for the peer to attach (default 5 s). */
   setupTimeoutMs?: number
   /** This process's libp2p peer id. */
@@ -84,7 +86,8 @@ export class ShmTransport implements Transport {
   private readonly setups = new Map<string, () => void>()
   private readonly links = new Set<ShmLink>()
   private stopped = false
-  readonly counters = { offered: 0, accepted: 0, established: 0, failed: 0 }
+  /** Setups offered, accepted, established and failed; links closed for bad bytes (ring or arena). */
+  readonly counters = { offered: 0, accepted: 0, established: 0, failed: 0, badFrames: 0 }
   lastError?: string
 
   constructor (private readonly init: ShmTransportInit) {
@@ -200,7 +203,7 @@ export class ShmTransport implements Transport {
       cleanup([myBell, peerBell, connection])
       this.established(new ShmLink({
         native, memory, role: 'a', myBell, peerBell, socket: connection,
-        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'outbound', maxFrameBytes: this.init.maxFrameBytes
+        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'outbound', maxFrameBytes: this.init.maxFrameBytes, arenaBytes: this.arenaBytes()
       }))
     }
     const onConnect = (): void => {
@@ -300,7 +303,7 @@ export class ShmTransport implements Transport {
       cleanup(true)
       this.established(new ShmLink({
         native, memory, role: 'b', myBell, peerBell, socket: connection,
-        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'inbound', maxFrameBytes: this.init.maxFrameBytes
+        remotePeerId: peer.peerId, remoteAddress: `shm:${peer.name}`, direction: 'inbound', maxFrameBytes: this.init.maxFrameBytes, arenaBytes: this.arenaBytes()
       }))
     }
     try {
@@ -323,7 +326,14 @@ export class ShmTransport implements Transport {
   private established (link: ShmLink): void {
     this.counters.established++
     this.links.add(link)
-    link.addCloseHook(() => this.links.delete(link))
+    link.addCloseHook(() => {
+      this.links.delete(link)
+      const reason = link.closeReason
+      if (reason instanceof RpcError && reason.code === 'BAD_FRAME') {
+        this.counters.badFrames++
+        this.lastError = `link to ${link.remoteAddress} closed: ${reason.message}`
+      }
+    })
     if (this.stopped) {
       link.close(new RpcError('CLOSED', 'the Rpc was closed'))
       return
@@ -339,6 +349,10 @@ export class ShmTransport implements Transport {
 
   private ringBytes (): number {
     return this.init.ringBytes ?? 4 * 1024 * 1024
+  }
+
+  private arenaBytes (): number {
+    return this.init.arenaBytes ?? 64 * 1024 * 1024
   }
 
   private setupTimeout (): number {

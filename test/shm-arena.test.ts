@@ -1,0 +1,91 @@
+import test from 'ava'
+import { tensor, Tensor } from '../src/index.js'
+import { decodeFrameBody, encodeFrame, frameBytes, FrameReader, FrameType, HEADER_BYTES, inlineFrame, releaseFrame, sealFrame } from '../src/codec/frame.js'
+import { isSplitFrame, OOB_THRESHOLD } from '../src/codec/out-of-band.js'
+import { ARENA_ALIGN, ArenaAllocator } from '../src/transports/shm/arena.js'
+
+function body (): { args: unknown[], big: Uint8Array, floats: Float32Array, t: Tensor } {
+  const big = new Uint8Array(OOB_THRESHOLD + 5).fill(3)
+  const floats = new Float32Array(OOB_THRESHOLD).fill(1.5)
+  const t = tensor(new Int32Array(OOB_THRESHOLD / 2).fill(-7), [OOB_THRESHOLD / 64, 32])
+  return { args: [big, { nested: [floats, 'x'], t, small: new Uint8Array([1, 2]) }, big], big, floats, t }
+}
+
+test('codec - a frame with large bytes is split; its inline form decodes to the same values', t => {
+  const { args, big, floats } = body()
+  const frame = encodeFrame([FrameType.CALL, 1, 'fn', args, 1000, 1], { outOfBand: true })
+  t.true(isSplitFrame(frame))
+  t.true(frame.byteLength < 1024, `split body of ${frame.byteLength} bytes`)
+  const inline = inlineFrame(frame)
+  t.false(isSplitFrame(inline))
+  t.true(frameBytes(frame) >= inline.byteLength - HEADER_BYTES)
+  const plain = encodeFrame([FrameType.CALL, 1, 'fn', args, 1000, 1])
+  t.deepEqual(decodeFrameBody(inline.subarray(HEADER_BYTES)), decodeFrameBody(plain.subarray(HEADER_BYTES)))
+  const [, , , decoded] = decodeFrameBody(inline.subarray(HEADER_BYTES)) as [number, number, string, any[]]
+  t.deepEqual(Array.from(decoded[0] as Uint8Array), Array.from(big))
+  t.deepEqual(Array.from(decoded[1].nested[0] as Float32Array), Array.from(floats))
+  t.is((decoded[1].t as Tensor).shape.join(), `${OOB_THRESHOLD / 64},32`)
+  // The same buffer twice is one value both times.
+  t.is(decoded[2], decoded[0])
+  // Small frames and frames encoded without the option are ordinary.
+  t.false(isSplitFrame(encodeFrame([FrameType.CALL, 2, 'fn', [new Uint8Array(10)], 1000, 1], { outOfBand: true })))
+  t.false(isSplitFrame(plain))
+})
+
+test('codec - a sealed split frame keeps the bytes as they were when it was sealed', t => {
+  const { args, big, floats, t: ten } = body()
+  const frame = encodeFrame([FrameType.REPLY, 3, args], { outOfBand: true })
+  sealFrame(frame)
+  big.fill(9)
+  floats.fill(-1)
+  ;(ten.data as Int32Array).fill(0)
+  const [, , value] = decodeFrameBody(inlineFrame(frame).subarray(HEADER_BYTES)) as [number, number, any[]]
+  t.true((value[0] as Uint8Array).every(x => x === 3))
+  t.true((value[1].nested[0] as Float32Array).every(x => x === 1.5))
+  t.true(((value[1].t as Tensor).data as Int32Array).every(x => x === -7))
+  releaseFrame(frame)
+  t.throws(() => inlineFrame(frame), { message: /released/ })
+})
+
+test('codec - a placeholder in a frame that did not come through an arena is BAD_FRAME', t => {
+  const frame = encodeFrame([FrameType.REPLY, 4, new Uint8Array(OOB_THRESHOLD)], { outOfBand: true })
+  const reader = new FrameReader(1 << 20)
+  t.throws(() => [...reader.push(frame)], { code: 'BAD_FRAME' })
+})
+
+test('shm arena - the allocator reuses freed blocks first and merges neighbours', t => {
+  const arena = new ArenaAllocator(1024 * ARENA_ALIGN)
+  const a = arena.alloc(100)
+  const b = arena.alloc(ARENA_ALIGN)
+  const c = arena.alloc(512 * ARENA_ALIGN)
+  t.deepEqual([a, b, c], [0, 2 * ARENA_ALIGN, 3 * ARENA_ALIGN])
+  t.is(arena.alloc(600 * ARENA_ALIGN), -1)
+  arena.release(b, ARENA_ALIGN)
+  t.is(arena.alloc(ARENA_ALIGN), b)
+  arena.release(a, 100)
+  arena.release(b, ARENA_ALIGN)
+  arena.release(c, 512 * ARENA_ALIGN)
+  t.is(arena.inUse, 0)
+  t.is(arena.largestFree(), 1024 * ARENA_ALIGN)
+
+  // Random traffic: blocks never overlap, never leave the arena, and everything merges back.
+  let seed = 7
+  const random = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n }
+  const live: Array<[number, number]> = []
+  for (let i = 0; i < 5000; i++) {
+    if (live.length > 0 && random(3) === 0) {
+      const [offset, length] = live.splice(random(live.length), 1)[0]
+      arena.release(offset, length)
+      continue
+    }
+    const length = 1 + random(40 * ARENA_ALIGN)
+    const offset = arena.alloc(length)
+    if (offset < 0) continue
+    t.true(offset % ARENA_ALIGN === 0 && offset + length <= 1024 * ARENA_ALIGN)
+    for (const [o, l] of live) if (offset < o + l && o < offset + length) t.fail(`block ${offset}+${length} overlaps ${o}+${l}`)
+    live.push([offset, length])
+  }
+  for (const [offset, length] of live) arena.release(offset, length)
+  t.is(arena.inUse, 0)
+  t.is(arena.largestFree(), 1024 * ARENA_ALIGN)
+})
