@@ -66,8 +66,8 @@ export interface RpcOptions {
   /**
    * Keep the event loop polling for a short, adaptive window (0.2 to 4 ms) after TCP traffic
    * instead of sleeping, so the next message does not pay for a wake-up (default true). Costs
-   * up to one core while traffic is recent, nothing when idle; never spins on one CPU or on
-   * a machine busier than it has CPUs. See transports/loop-spinner.ts.
+   * up to one core while traffic is recent, nothing when idle; never spins on one CPU, and
+   * pauses when a window did not get the CPU it spun on. See transports/loop-spinner.ts.
    */
   spin?: boolean
   /** Bytes of each direction's shared-memory ring (a power of two, default 4 MiB). */

@@ -27,9 +27,9 @@ test('loop spinner - polls for a window after traffic, then stops by itself', as
     t.is(windows + skippedBusy + turns, 0)
     return
   }
-  // A machine busier than its CPUs (a loaded CI runner) skips the window; either way it was decided.
   t.is(windows + skippedBusy, 1)
-  if (windows === 1) t.true(turns > 0)
+  t.is(skippedBusy, 0) // a fresh gate has seen no contended window
+  t.true(turns > 0)
   // Idle now: no more turns.
   await new Promise(resolve => setTimeout(resolve, 20))
   const after = spinner.stats.turns
@@ -37,15 +37,33 @@ test('loop spinner - polls for a window after traffic, then stops by itself', as
   t.is(spinner.stats.turns, after)
 })
 
-test('spin gate - a window that did not get the CPU it spun on pauses spinning', t => {
-  const gate = new SpinGate()
+test('spin gate - a second of spinning that mostly waited for a CPU pauses spinning; a contended moment does not', t => {
+  let waited = 0
+  const gate = new SpinGate(() => waited)
   if (SINGLE_CPU) {
     t.false(gate.allows(0))
     return
   }
-  // 50 ms of wall time with (almost) no CPU used: someone else had the CPU.
-  const token = { at: performance.now() - 50, cpu: process.cpuUsage() }
-  gate.ended(token, performance.now())
+  const t0 = performance.now()
+  const window = (from: number, to: number, waitMs: number): void => {
+    const token = gate.started(t0 + from)
+    waited += waitMs * 1e6
+    gate.ended(token, t0 + to)
+  }
+  // A moment of contention (two spinners met on one CPU) inside a clean second.
+  window(0, 150, 120)
+  t.true(gate.allows(t0 + 151))
+  window(200, 1100, 10)
+  t.is(gate.stats.contended, 0)
+  t.true(gate.allows(t0 + 1101))
+  // A second in which the spinning mostly waited for a CPU: paused for 2 s.
+  window(1200, 2200, 900)
   t.is(gate.stats.contended, 1)
-  t.false(gate.allows(performance.now()))
+  t.false(gate.allows(t0 + 2201))
+  t.true(gate.allows(t0 + 4201))
+  // Still contended: the pause doubles.
+  window(4300, 5300, 800)
+  t.is(gate.stats.contended, 2)
+  t.false(gate.allows(t0 + 9200))
+  t.true(gate.allows(t0 + 9301))
 })

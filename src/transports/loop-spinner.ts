@@ -10,29 +10,33 @@
  * went to sleep (a longer window would have caught it) and halves when sleeps are long
  * (sparse traffic: the spinning was waste). The cost is CPU: up to one core for the
  * window after each message, none once traffic stops. Never spins when the process may
- * use only one CPU (`availableParallelism()` follows the affinity mask) or when the
- * machine is busier than it has CPUs, and stops for a while when a window shows that
- * the process did not get the CPU it spun on (CPU time well below wall time): there
- * spinning steals the time the peer needs to answer, and makes the tail worse.
+ * use only one CPU (`availableParallelism()` follows the affinity mask), and stops for a
+ * while when its spinning keeps waiting for a CPU (the machine is busier than it has
+ * CPUs; see SpinGate). There spinning steals the time the peer needs to answer, and
+ * makes the tail worse.
  *
  * ```ts
  * const spinner = new LoopSpinner()
  * spinner.traffic() // on every message sent or received
  * ```
  */
-import { availableParallelism, loadavg } from 'node:os'
+import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 
 const MIN_MS = 0.2
 const MAX_MS = 4
 const START_MS = 1
-/** The machine's load is looked at no more often than this (ms). */
-const LOAD_CHECK_MS = 1000
-/** A window that got less of the CPU than this share was fighting for it. */
-const CONTENDED_SHARE = 0.6
-/** After a contended window, no spinning for this long (ms). */
-const CONTENDED_PAUSE_MS = 2000
+/** Spinning is judged over periods of at least this long (ms)... */
+const PERIOD_MS = 1000
+/** ...that spun at least this long (ns)... */
+const MIN_SPUN_NS = 100e6
+/** ...and is contended when it waited for a CPU for more than this share of that time. */
+const CONTENDED_SHARE = 0.5
+/** Then no spinning for this long (ms), doubling while the contention lasts. */
+const MIN_PAUSE_MS = 2000
+const MAX_PAUSE_MS = 16_000
 
-/** The adaptive window itself. */
+/** The adaptive window itself (the TCP loop spinner and each shm link keep one). */
 export class SpinWindow {
   /** Current window, ms. */
   ms = START_MS
@@ -58,33 +62,40 @@ export const SINGLE_CPU = availableParallelism() < 2
 /** A spin window in progress, for SpinGate.ended. */
 export interface SpinToken {
   at: number
-  cpu: NodeJS.CpuUsage
+  /** Nanoseconds this thread had spent waiting for a CPU when the window began. */
+  waitedNs: number
 }
 
 /**
  * Whether this process may spin now, for every spinner in it (the TCP loop spinner and the
- * shm links' ring pollers): never on one CPU; not while the machine is busier than it has
- * CPUs; not for a while after a window that got too little of the CPU it spun on.
+ * shm links' ring pollers): never on one CPU, and not for a while once the windows of the
+ * last second or so spent more than half their time runnable but waiting for a CPU (the
+ * kernel's run-queue wait, /proc/thread-self/schedstat): other tasks want the CPUs, the
+ * machine is busier than it has CPUs, and spinning would take their time. Single windows
+ * do not count: two spinners that meet on one CPU for a moment are parted by the
+ * scheduler, and spinning still wins. The pause is 2 s, doubling up to 16 s while the
+ * contention lasts. Neither the load average (it counts the spinners themselves and lags
+ * by a minute) nor CPU time (a window also loses it to blocking calls) tells this.
  */
 export class SpinGate {
   readonly stats = {
-    /** Windows not started because the machine was busier than it has CPUs or a window was contended. */
+    /** Windows not started because the gate was paused. */
     skippedBusy: 0,
-    /** Windows in which the process got too little of the CPU it spun on. */
+    /** Periods in which the spinning waited too long for a CPU (each started a pause). */
     contended: 0
   }
 
   private busyUntil = 0
-  private loadCheckedAt = -Infinity
+  private pauseMs = 0
+  private periodStart = performance.now()
+  private spunNs = 0
+  private waitedNs = 0
+
+  /** `waitNs`: the thread's run-queue wait so far (tests pass their own). */
+  constructor (private readonly waitNs: () => number = runQueueWaitNs) {}
 
   allows (now: number): boolean {
     if (SINGLE_CPU) return false
-    if (now - this.loadCheckedAt >= LOAD_CHECK_MS) {
-      this.loadCheckedAt = now
-      // The one-minute load counts runnable tasks, spinners included: above the CPU count
-      // someone is waiting for a CPU, and a spinner would make it wait longer.
-      if (loadavg()[0] > availableParallelism()) this.busyUntil = Math.max(this.busyUntil, now + LOAD_CHECK_MS)
-    }
     if (now < this.busyUntil) {
       this.stats.skippedBusy++
       return false
@@ -93,19 +104,40 @@ export class SpinGate {
   }
 
   started (now: number): SpinToken {
-    return { at: now, cpu: process.cpuUsage() }
+    return { at: now, waitedNs: this.waitNs() }
   }
 
-  /** A window that began with `token` ended at `now`: was the CPU ours while it lasted? */
+  /** A window that began with `token` ended at `now`. */
   ended (token: SpinToken, now: number): void {
-    const wallUs = (now - token.at) * 1000
-    const cpu = process.cpuUsage(token.cpu)
-    if (wallUs > 1000 && cpu.user + cpu.system < CONTENDED_SHARE * wallUs) {
+    this.spunNs += (now - token.at) * 1e6
+    this.waitedNs += this.waitNs() - token.waitedNs
+    if (now - this.periodStart < PERIOD_MS) return
+    const contended = this.spunNs >= MIN_SPUN_NS && this.waitedNs > CONTENDED_SHARE * this.spunNs
+    this.periodStart = now
+    this.spunNs = 0
+    this.waitedNs = 0
+    if (contended) {
       this.stats.contended++
-      this.busyUntil = now + CONTENDED_PAUSE_MS
+      this.pauseMs = Math.min(MAX_PAUSE_MS, Math.max(MIN_PAUSE_MS, this.pauseMs * 2))
+      this.busyUntil = now + this.pauseMs
+    } else {
+      this.pauseMs = 0
     }
   }
 }
+
+/** This thread's run-queue wait so far (ns); 0 where the kernel does not say (then nothing looks contended). */
+function runQueueWaitNs (): number {
+  if (!schedstatReadable) return 0
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[1])
+  } catch {
+    schedstatReadable = false
+    return 0
+  }
+}
+
+let schedstatReadable = process.platform === 'linux'
 
 /** The process's gate. */
 export const spinGate = new SpinGate()

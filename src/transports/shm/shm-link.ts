@@ -8,9 +8,11 @@
  * (`setImmediate`, so other I/O still runs) for an adaptive window; then it sets its
  * sleeping flag and costs nothing until the doorbell rings. The window doubles when a
  * wake-up came soon after falling asleep (spinning a little longer would have caught
- * it) and halves when sleeps are long (sparse traffic: spinning is waste). It never
- * spins when the process may use only one CPU (`availableParallelism()` follows the
- * affinity mask, so two peers pinned to one CPU do not spin): there spinning only
+ * it) and halves when sleeps are long (sparse traffic: spinning is waste). Whether it
+ * spins at all is the process's SpinGate's call (../loop-spinner.ts), as for TCP: never
+ * when the process may use only one CPU (`availableParallelism()` follows the affinity
+ * mask, so two peers pinned to one CPU do not spin), nor for a while after a window that
+ * did not get the CPU it spun on (a machine busier than it has CPUs): there spinning only
  * steals the time the peer needs to answer.
  *
  * The unix socket the segment came over stays open beside it: when the peer exits or is
@@ -31,9 +33,9 @@
  * link.send(encodeFrame([FrameType.ACK, 1]))
  * ```
  */
-import { availableParallelism } from 'node:os'
 import { logger } from '@libp2p/logger'
 import { FrameInbox } from '../frame-inbox.js'
+import { SpinWindow, spinGate, type SpinToken } from '../loop-spinner.js'
 import { decodeFrameBody, decodeSplitFrameBody, encodeFrame, FrameType, HEADER_BYTES, inlineFrame } from '../../codec/frame.js'
 import { moveParts, OOB_THRESHOLD, partsOf, valueOf } from '../../codec/out-of-band.js'
 import { RpcError } from '../../errors/rpc-error.js'
@@ -45,10 +47,6 @@ import { IncomingArena, OutgoingArena } from './arena.js'
 const log = logger('cohort:shm')
 
 /** Bounds of the adaptive spin window, in ms. */
-const SPIN_MIN_MS = 0.2
-const SPIN_MAX_MS = 4
-const SPIN_START_MS = 1
-const SINGLE_CPU = availableParallelism() < 2
 /** The message on the unix socket that carries an arena's fd: this, then the arena's id (u32 BE). */
 const ARENA_MESSAGE = Buffer.from('cohort-arena/1')
 
@@ -103,8 +101,9 @@ export class ShmLink implements Link {
   private asleep = false
   private scheduled = false
   private lastTraffic = performance.now()
-  private sleptAt = 0
-  private spinMs = SPIN_START_MS
+  private readonly window = new SpinWindow()
+  /** Set while awake and allowed to spin: when the window began, for the gate's contention check. */
+  private spinning?: SpinToken
   private readonly closeHooks: Array<() => void> = []
   /** Our arena (made on the first large payload) and the peer's (mapped when its fd arrives). */
   private outgoing?: OutgoingArena
@@ -134,6 +133,8 @@ export class ShmLink implements Link {
     this.bell.start()
     this.hangup.start()
     liveShmLinks.add(this)
+    const now = performance.now()
+    if (spinGate.allows(now)) this.spinning = spinGate.started(now)
     this.schedule()
   }
 
@@ -198,7 +199,7 @@ export class ShmLink implements Link {
   details (): Record<string, number> {
     return {
       ...this.wakeups,
-      spinWindowUs: Math.round(this.spinMs * 1000),
+      spinWindowUs: Math.round(this.window.ms * 1000),
       oobSent: this.oob.sent,
       oobSentBytes: this.oob.sentBytes,
       oobInline: this.oob.inline,
@@ -321,7 +322,7 @@ export class ShmLink implements Link {
     if (this.closed) return
     const now = performance.now()
     if (this.stats.framesIn !== framesBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
-    if (now - this.lastTraffic < this.spinWindow()) {
+    if (this.spinning != null && now - this.lastTraffic < this.window.ms) {
       this.schedule()
       return
     }
@@ -330,14 +331,10 @@ export class ShmLink implements Link {
       return
     }
     this.asleep = true
-    this.sleptAt = now
+    this.window.slept(now)
+    if (this.spinning != null) spinGate.ended(this.spinning, now)
+    this.spinning = undefined
     this.wakeups.sleeps++
-  }
-
-  /** 0 when spinning cannot help: this process may run on one CPU only. */
-  private spinWindow (): number {
-    if (SINGLE_CPU) return 0
-    return this.spinMs
   }
 
   private onBell (): void {
@@ -347,10 +344,9 @@ export class ShmLink implements Link {
       this.asleep = false
       const cpu = this.native.currentCpu()
       this.consumer.awake(cpu)
-      const gap = performance.now() - this.sleptAt
-      // Slept only a little past the window: a longer window would have caught it.
-      if (gap < 2 * this.spinMs) this.spinMs = Math.min(SPIN_MAX_MS, this.spinMs * 2)
-      else if (gap > 50 * this.spinMs) this.spinMs = Math.max(SPIN_MIN_MS, this.spinMs / 2)
+      const now = performance.now()
+      this.window.woke(now)
+      if (spinGate.allows(now)) this.spinning = spinGate.started(now)
     } else {
       this.wakeups.spinHits++
     }
