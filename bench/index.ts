@@ -239,15 +239,19 @@ async function main (): Promise<void> {
   })
   const roundsRun = Math.max(...results.map(r => r.runs.length))
 
-  const cohort = results.find(r => r.stack === 'cohort')?.summary
   const bare = results.find(r => r.stack === 'libp2p-stream')?.summary
-  const ratios = {
-    p50: ratio(cohort?.p50Us, bare?.p50Us),
-    p99: ratio(cohort?.p99Us, bare?.p99Us),
-    callsPerSec: ratio(cohort?.callsPerSec, bare?.callsPerSec),
-    mbPerSec1MiB: ratio(cohort?.mbPerSec1MiB, bare?.mbPerSec1MiB),
-    mbPerSec16MiB: ratio(cohort?.mbPerSec16MiB, bare?.mbPerSec16MiB)
+  const ratiosOf = (id: string): Record<string, number | undefined> => {
+    const cohort = results.find(r => r.stack === id)?.summary
+    return {
+      p50: ratio(cohort?.p50Us, bare?.p50Us),
+      p99: ratio(cohort?.p99Us, bare?.p99Us),
+      callsPerSec: ratio(cohort?.callsPerSec, bare?.callsPerSec),
+      mbPerSec1MiB: ratio(cohort?.mbPerSec1MiB, bare?.mbPerSec1MiB),
+      mbPerSec16MiB: ratio(cohort?.mbPerSec16MiB, bare?.mbPerSec16MiB)
+    }
   }
+  const ratios = ratiosOf('cohort')
+  const spinRatios = ratiosOf('cohort-spin')
 
   console.log('')
   console.log(`Client and server in two Node processes on this host (TCP stacks on loopback; shm and unix socket same-host); each figure is the median of ${roundsRun} round(s).`)
@@ -258,6 +262,7 @@ async function main (): Promise<void> {
   console.log('')
   const times = (r: number | undefined): string => r == null ? 'n/a' : `${fmt(r, 2)}x`
   console.log(`cohort / bare libp2p:  p50 ${times(ratios.p50)} (higher = cohort slower)   calls/s ${times(ratios.callsPerSec)} (lower = cohort slower)`)
+  if (spinRatios.p50 != null) console.log(`cohort spin: true / bare libp2p:  p50 ${times(spinRatios.p50)}   p99 ${times(spinRatios.p99)}   calls/s ${times(spinRatios.callsPerSec)}`)
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
   for (const u of unhandled) console.log(`! unhandled rejection: ${u}`)
 
@@ -286,6 +291,7 @@ async function main (): Promise<void> {
     config: CONFIG,
     results,
     ratiosCohortOverBareLibp2p: ratios,
+    ratiosCohortSpinOverBareLibp2p: spinRatios,
     unhandledRejections: unhandled
   }
   const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results')

@@ -65,9 +65,12 @@ export interface RpcOptions {
   device?: string
   /**
    * Keep the event loop polling for a short, adaptive window (0.2 to 4 ms) after TCP traffic
-   * instead of sleeping, so the next message does not pay for a wake-up (default true). Costs
-   * up to one core while traffic is recent, nothing when idle; never spins on one CPU, and
-   * pauses when a window did not get the CPU it spun on. See transports/loop-spinner.ts.
+   * instead of sleeping, so the next message does not pay for a kernel wake-up (default
+   * false). Lowers p50 and p90 of a lone call by a third on a 2-vCPU VM, but makes p99
+   * several times worse there (a spinner holds a CPU the peer or the kernel's network work
+   * is then queued behind for a time slice), and costs up to a core while traffic is
+   * recent. Never spins on one CPU; pauses while the machine is oversubscribed. See
+   * transports/loop-spinner.ts. (The shm link always polls its ring this way.)
    */
   spin?: boolean
   /** Bytes of each direction's shared-memory ring (a power of two, default 4 MiB). */
@@ -429,7 +432,7 @@ export class Rpc {
         calls: this.calls.counters,
         served: { ...this.dispatcher.counters, running: this.dispatcher.running },
         router: this.router.counters,
-        spin: this.options.spin === false ? undefined : { ...loopSpinner.stats, ...spinGate.stats, windowUs: Math.round(loopSpinner.window.ms * 1000) },
+        spin: { tcp: this.options.spin === true, ...loopSpinner.stats, ...spinGate.stats, windowUs: Math.round(loopSpinner.window.ms * 1000) },
         gossip: this.discovery == null ? undefined : { ...this.discovery.counters, ...this.discovery.membership.counters },
         forwarding: this.discovery?.forwarder.counters,
         handshakes: { refusalsSent: this.directory.refusalsSent, refusalsReceived: this.directory.refusalsReceived, lastRefusal: this.directory.lastRefusal }

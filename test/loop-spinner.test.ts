@@ -67,3 +67,15 @@ test('spin gate - a second of spinning that mostly waited for a CPU pauses spinn
   t.false(gate.allows(t0 + 9200))
   t.true(gate.allows(t0 + 9301))
 })
+
+test('spin gate - a window that waits behind another task on its CPU gives the CPU up', t => {
+  let waited = 0
+  const gate = new SpinGate(() => waited)
+  const token = gate.started(0)
+  t.false(gate.crowded(token, 0.2)) // not looked at yet
+  waited += 0.05e6
+  t.false(gate.crowded(token, 0.6)) // 0.05 of 0.6 ms waiting
+  waited += 0.4e6
+  t.true(gate.crowded(token, 1.2)) // 0.4 of 0.6 ms waiting
+  t.is(gate.stats.yielded, 1)
+})

@@ -1,16 +1,17 @@
 /**
  * cohort over TCP, as a user would write it: a server Rpc named 'server' defines
  * `echo`; the client connects and calls it with a Uint8Array, which travels as raw
- * msgpack bin bytes inside cohort's frames.
+ * msgpack bin bytes inside cohort's frames. `cohort-spin` is the same with `spin: true`
+ * on both sides (busy-polling after traffic, see src/transports/loop-spinner.ts).
  */
 import { Rpc } from '../../src/index.js'
 import type { EchoClient, EchoServer, Stack } from '../harness.js'
 
 const SERVER_NAME = 'server'
 
-async function serve (): Promise<EchoServer> {
+async function serve (spin: boolean): Promise<EchoServer> {
   // TCP only: on one host the bandit would otherwise move to shared memory (bench/shm/).
-  const rpc = new Rpc({ transports: ['tcp'] })
+  const rpc = new Rpc({ transports: ['tcp'], spin })
   rpc.setName(SERVER_NAME)
   rpc.define('echo', (x: Uint8Array) => x)
   await rpc.listen('127.0.0.1:0')
@@ -19,8 +20,8 @@ async function serve (): Promise<EchoServer> {
   return { address, close: async () => { await rpc.close() } }
 }
 
-async function connectTo (address: string): Promise<EchoClient> {
-  const rpc = new Rpc({ transports: ['tcp'] })
+async function connectTo (address: string, spin: boolean): Promise<EchoClient> {
+  const rpc = new Rpc({ transports: ['tcp'], spin })
   rpc.connect(address)
   return {
     call: payload => rpc.async_<Uint8Array>(SERVER_NAME, 'echo', payload),
@@ -35,6 +36,13 @@ async function connectTo (address: string): Promise<EchoClient> {
 export const cohort: Stack = {
   id: 'cohort',
   label: 'cohort (Rpc over TCP)',
-  serve,
-  connect: connectTo
+  serve: async () => await serve(false),
+  connect: async address => await connectTo(address, false)
+}
+
+export const cohortSpin: Stack = {
+  id: 'cohort-spin',
+  label: 'cohort over TCP, spin: true',
+  serve: async () => await serve(true),
+  connect: async address => await connectTo(address, true)
 }

@@ -322,7 +322,7 @@ export class ShmLink implements Link {
     if (this.closed) return
     const now = performance.now()
     if (this.stats.framesIn !== framesBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
-    if (this.spinning != null && now - this.lastTraffic < this.window.ms) {
+    if (this.spinning != null && now - this.lastTraffic < this.window.ms && !spinGate.crowded(this.spinning, now)) {
       this.schedule()
       return
     }

@@ -43,7 +43,7 @@ export interface TcpTransportInit {
   prologue?: Uint8Array
   /** Largest frame accepted from the remote end. */
   maxFrameBytes: number
-  /** Keep the event loop polling for a short window after traffic (see loop-spinner.ts; default true). */
+  /** Keep the event loop polling for a short window after traffic (see loop-spinner.ts; default false). */
   spin?: boolean
 }
 
@@ -80,7 +80,7 @@ export class TcpTransport implements Transport {
         }
       })
       await this.node.handle(CALL_PROTOCOL, (stream, connection) => {
-        this.inboundHandler(this.track(new TcpLink(stream, connection, 'inbound', this.init.maxFrameBytes, this.init.spin !== false)))
+        this.inboundHandler(this.track(new TcpLink(stream, connection, 'inbound', this.init.maxFrameBytes, this.init.spin === true)))
       }, { maxInboundStreams: 16, maxOutboundStreams: 16 })
       return
     }
@@ -97,7 +97,7 @@ export class TcpTransport implements Transport {
     if (this.node == null) throw new Error('tcp transport is not started')
     const connection = await this.node.dial(toMultiaddr(address), { signal })
     const stream = await connection.newStream(CALL_PROTOCOL, { signal })
-    return this.track(new TcpLink(stream, connection, 'outbound', this.init.maxFrameBytes, this.init.spin !== false))
+    return this.track(new TcpLink(stream, connection, 'outbound', this.init.maxFrameBytes, this.init.spin === true))
   }
 
   async stop (): Promise<void> {
