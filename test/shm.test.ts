@@ -177,8 +177,10 @@ shm('shm arena - large byte values of every kind cross out of band, byte for byt
   const arena = { shmArenaBytes: 256 * MiB }
   const { host, client } = await pair(t, 'oob-kinds', arena, undefined, arena)
   await shmUp(client, 'oob-kinds')
-  // Only shm, so no call leaves on tcp and every counter below is exact.
+  // Only shm both ways, so no call or reply leaves on tcp (the host's bandit would move
+  // replies to tcp whenever a loaded machine made shm look slower) and every counter below is exact.
   await client.request('setTransports', { transports: ['shm'] })
+  await host.request('setTransports', { transports: ['shm'] })
   const before = await shmDetails(client, 'oob-kinds')
   t.deepEqual(await client.request('oobEcho', { peer: 'oob-kinds', names: ['small'] }), [])
   const afterSmall = await shmDetails(client, 'oob-kinds')
