@@ -36,14 +36,14 @@ const START_MS = 1
 const PERIOD_MS = 1000
 /** ...that spun at least this long (ns)... */
 const MIN_SPUN_NS = 100e6
-/** ...and is contended when it waited for a CPU for more than this share of that time. */
+/** ...and is contended when it waited for a CPU for more than this share of that time... */
 const CONTENDED_SHARE = 0.5
+/** ...and then no spinning for this long (ms), doubling while the contention lasts. */
+const MIN_PAUSE_MS = 2000
+const MAX_PAUSE_MS = 16_000
 /** A window looks at its CPU this often (ms), and gives it up when it waited this share of the time. */
 const CHECK_MS = 0.5
 const CROWDED_SHARE = 0.3
-/** Then no spinning for this long (ms), doubling while the contention lasts. */
-const MIN_PAUSE_MS = 2000
-const MAX_PAUSE_MS = 16_000
 
 /** The adaptive window itself (the TCP loop spinner and each shm link keep one). */
 export class SpinWindow {
@@ -86,9 +86,10 @@ export interface SpinToken {
  * machine is busier than it has CPUs, and spinning would take their time. Single windows
  * do not count towards that: two spinners that meet on one CPU for a moment are parted
  * by the scheduler, and spinning still wins; but such a window ends at once (`crowded`),
- * so the task queued behind it, perhaps the peer it waits for, gets the CPU. The pause is 2 s, doubling up to 16 s while the
- * contention lasts. Neither the load average (it counts the spinners themselves and lags
- * by a minute) nor CPU time (a window also loses it to blocking calls) tells this.
+ * so the task queued behind it, perhaps the peer it waits for, gets the CPU. The pause is
+ * 2 s, doubling up to 16 s while the contention lasts. Neither the load average (it
+ * counts the spinners themselves and lags by a minute) nor CPU time (a window also loses
+ * it to blocking calls) tells this.
  */
 export class SpinGate {
   readonly stats = {
@@ -169,7 +170,6 @@ function runQueueWaitNs (): number {
 }
 
 let schedstatReadable = process.platform === 'linux'
-
 
 /** The process's gate. */
 export const spinGate = new SpinGate()
