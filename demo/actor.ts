@@ -11,7 +11,8 @@
  * calling its functions by name: `start`, `stats`, `stop`, `report`.
  */
 import { Rpc, tensor, type Future, type Tensor } from '../src/index.js'
-import { evaluate, OBS_SIZE, prng, RingChase, sampleAction } from './env.js'
+import { seededRandom } from '../src/cohort/membership/seeded-random.js'
+import { evaluate, OBS_SIZE, RingChase, sampleAction } from './env.js'
 
 export interface ActorConfig {
   name: string
@@ -83,7 +84,7 @@ const evaluatedBy: Record<string, number> = {}
 const evaluationsServed: Record<string, number> = {}
 const pending = new Set<Promise<unknown>>()
 let loops: Array<Promise<void>> = []
-const random = prng(1000 + config.index)
+const random = seededRandom(1000 + config.index)
 
 function track (future: Future<unknown>, onValue: (value: any) => void, onError: () => void): Promise<unknown> {
   const p: Promise<unknown> = Promise.resolve(future).then(onValue, onError).finally(() => { pending.delete(p) })

@@ -16,6 +16,7 @@
  * climbs from about 0 (a uniform policy) towards 1 as the learner trains.
  */
 import { tensor, type Tensor } from '../src/index.js'
+import { seededRandom } from '../src/cohort/membership/seeded-random.js'
 
 export const RING = 16
 /** Observation: cos/sin of the agent's cell, cos/sin of the target's, "target is left", "target is right", distance / 8, 1. */
@@ -25,25 +26,13 @@ export const ACTIONS = 3
 /** Learning rate of the policy-gradient step. */
 const LEARNING_RATE = 0.02
 
-/** mulberry32: a small seeded PRNG, so every run of one actor sees the same world. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export class RingChase {
   private agent: number
   private target: number
   private readonly random: () => number
 
   constructor (seed: number) {
-    this.random = prng(seed)
+    this.random = seededRandom(seed)
     this.agent = Math.floor(this.random() * RING)
     this.target = this.newTarget()
   }

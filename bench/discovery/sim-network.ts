@@ -17,6 +17,7 @@ import { Packr } from 'msgpackr'
 import { Membership, type MembershipOptions, type ChangeKind } from '../../src/cohort/membership/membership.js'
 import { MemberEntry, MemberTable, type MemberState } from '../../src/cohort/membership/member-table.js'
 import { ed25519RecordSigner, ed25519RecordVerifier, unsignedRecords, type RecordSigner, type RecordVerifier } from '../../src/cohort/membership/peer-record.js'
+import { seededRandom } from '../../src/cohort/membership/seeded-random.js'
 
 export interface SimOptions {
   size: number
@@ -87,18 +88,6 @@ class EventQueue {
 
 function less (a: Event, b: Event): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq)
-}
-
-/** Deterministic PRNG (mulberry32), so a run can be repeated. */
-export function seededRandom (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 export interface SimPeer {
