@@ -107,6 +107,29 @@ static int sealed_memfd(Napi::Env env, const char *name, size_t bytes) {
 }
 
 /*
+ * The size of a memfd a peer sent, the other side of sealed_memfd: -1 with a JavaScript
+ * exception pending (`unsealed` as its message when the seals are missing) unless it is
+ * sealed against shrinking and growing, so it cannot be cut under our mapping.
+ */
+static off_t sealed_size(Napi::Env env, int fd, const char *unsealed) {
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0) {
+    throw_errno(env, "fcntl(F_GET_SEALS)", errno);
+    return -1;
+  }
+  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    throw_errno(env, unsealed, EPERM);
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    throw_errno(env, "fstat", errno);
+    return -1;
+  }
+  return st.st_size;
+}
+
+/*
  * createSegment(ringBytes) -> fd: a sealed memfd (sealed_memfd) with its header initialised.
  */
 static Napi::Value CreateSegment(const Napi::CallbackInfo &info) {
@@ -146,17 +169,12 @@ static Napi::Value MapSegment(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t fd;
   if (!int_arg(info, 0, &fd) || fd < 0) return throw_type(env, "mapSegment(fd): fd must be a file descriptor");
-  int seals = fcntl((int)fd, F_GET_SEALS);
-  if (seals < 0) return throw_errno(env, "fcntl(F_GET_SEALS)", errno);
-  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
-    return throw_errno(env, "mapSegment: segment is not sealed against resizing", EPERM);
-  }
-  struct stat st;
-  if (fstat((int)fd, &st) != 0) return throw_errno(env, "fstat", errno);
-  if (st.st_size < COHORT_HEADER_BYTES + 2 * 4096 || st.st_size > COHORT_HEADER_BYTES + 2 * ((off_t)1 << 30)) {
+  off_t size = sealed_size(env, (int)fd, "mapSegment: segment is not sealed against resizing");
+  if (size < 0) return env.Undefined();
+  if (size < COHORT_HEADER_BYTES + 2 * 4096 || size > COHORT_HEADER_BYTES + 2 * ((off_t)1 << 30)) {
     return throw_errno(env, "mapSegment: segment size", EINVAL);
   }
-  size_t total = (size_t)st.st_size;
+  size_t total = (size_t)size;
   void *p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, (int)fd, 0);
   if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
   uint8_t *base = static_cast<uint8_t *>(p);
@@ -279,17 +297,12 @@ static Napi::Value MapArena(const Napi::CallbackInfo &info) {
   if (!int_arg(info, 0, &fd) || fd < 0 || (info.Length() > 1 && !int_arg(info, 1, &bell))) {
     return throw_type(env, "mapArena(fd, bell?): file descriptors");
   }
-  int seals = fcntl((int)fd, F_GET_SEALS);
-  if (seals < 0) return throw_errno(env, "fcntl(F_GET_SEALS)", errno);
-  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
-    return throw_errno(env, "mapArena: arena is not sealed against resizing", EPERM);
-  }
-  struct stat st;
-  if (fstat((int)fd, &st) != 0) return throw_errno(env, "fstat", errno);
-  if (st.st_size < ARENA_MIN_BYTES || st.st_size > ARENA_MAX_BYTES || (st.st_size & (st.st_size - 1)) != 0) {
+  off_t size = sealed_size(env, (int)fd, "mapArena: arena is not sealed against resizing");
+  if (size < 0) return env.Undefined();
+  if (size < ARENA_MIN_BYTES || size > ARENA_MAX_BYTES || (size & (size - 1)) != 0) {
     return throw_errno(env, "mapArena: arena size", EINVAL);
   }
-  size_t bytes = (size_t)st.st_size;
+  size_t bytes = (size_t)size;
   void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
   if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
   Arena *a = new Arena{ static_cast<uint8_t *>(p), bytes, 1, true, (int)bell, {} };
