@@ -491,6 +491,14 @@ export class Membership {
     this.deps.events?.change?.(entry, kind)
   }
 
+  /** Our own verdict on a member: its new state from `now`, tracked and gossiped. */
+  private verdict (entry: MemberEntry, state: 'suspect' | 'dead', now: number): void {
+    entry.state = state
+    entry.since = now
+    this.trackState(entry)
+    this.changed(entry, state)
+  }
+
   private trackState (entry: MemberEntry): void {
     const name = entry.record.name
     if (entry.state === 'suspect') this.suspects.add(name)
@@ -586,11 +594,8 @@ export class Membership {
     const local = this.table.get(name)
     if (local == null || local.state !== 'alive') return
     const entry = this.table.mutable(name)!
-    entry.state = 'suspect'
-    entry.since = now
     this.counters.suspected++
-    this.trackState(entry)
-    this.changed(entry, 'suspect')
+    this.verdict(entry, 'suspect', now)
     // Tell the suspect itself at once (directly, or through helpers), so that a live one refutes soon.
     const news = [toWire(entry)]
     if (this.deps.canReach(name)) this.transmit(name, [MessageKind.SYN, [], news])
@@ -604,12 +609,8 @@ export class Membership {
       if (entry == null || entry.state !== 'suspect') {
         this.suspects.delete(name)
       } else if (now - entry.since >= suspicionMs) {
-        const dead = this.table.mutable(name)!
-        dead.state = 'dead'
-        dead.since = now
         this.counters.declaredDead++
-        this.trackState(dead)
-        this.changed(dead, 'dead')
+        this.verdict(this.table.mutable(name)!, 'dead', now)
       }
     }
     for (const name of this.dead) {
