@@ -31,8 +31,8 @@ const CONFIG = {
   rounds: positiveIntFromEnv('BENCH_ROUNDS', 3),
   roundTrip: { payloadBytes: 64, warmup: 300, calls: 3000, capMs: 8_000 },
   pipelined: { payloadBytes: 64, inFlight: 64, warmup: 3000, calls: 30_000, capMs: 8_000 },
-  throughput1MiB: { payloadBytes: 1 * MiB, repetitions: 15, capMs: 6_000 },
-  throughput16MiB: { payloadBytes: 16 * MiB, repetitions: 5, capMs: 8_000 },
+  throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 1_000, repetitions: 15, capMs: 6_000 },
+  throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 2_000, repetitions: 8, capMs: 10_000 },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
@@ -173,7 +173,7 @@ function describe (value: unknown): string {
   const v = value as Partial<RoundTripResult & PipelinedResult & ThroughputResult>
   if (v.p50Us != null) return `p50 ${fmt(v.p50Us, 1)} µs, p99 ${fmt(v.p99Us, 1)} µs over ${v.samples ?? 0} calls`
   if (v.callsPerSec != null) return `${fmt(v.callsPerSec, 0)} calls/s over ${v.calls ?? 0} calls`
-  if (v.mbPerSec != null) return `${fmt(v.mbPerSec, 1)} MB/s (median of ${v.samplesMbPerSec?.length ?? 0})`
+  if (v.mbPerSec != null) return `${fmt(v.mbPerSec, 1)} MB/s (median of ${v.samplesMbPerSec?.length ?? 0} after warm-up; the first echo ${fmt(v.coldMbPerSec, 1)})`
   return JSON.stringify(value)
 }
 
@@ -256,7 +256,7 @@ async function main (): Promise<void> {
   console.log('')
   console.log(`Client and server in two Node processes on this host (TCP stacks on loopback; shm and unix socket same-host); each figure is the median of ${roundsRun} round(s).`)
   console.log('p50/p99: 64 B echo, one call at a time.  calls/s: 64 B echo, 64 calls in flight.')
-  console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions.')
+  console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions after warm-up echoes (the first echo of each size is in the log above and the JSON).')
   console.log('')
   console.log(table(results))
   console.log('')
@@ -285,7 +285,7 @@ async function main (): Promise<void> {
     units: {
       latency: 'microseconds, 64-byte payload, sequential calls',
       callsPerSec: '64-byte payload, 64 calls in flight, one message per call',
-      mbPerSec: '10^6 payload bytes per second, counted both ways (request + echo), median of repetitions',
+      mbPerSec: '10^6 payload bytes per second, counted both ways (request + echo), median of repetitions after warm-up echoes; coldMbPerSec: the first echo',
       summary: 'median over rounds of each figure'
     },
     config: CONFIG,

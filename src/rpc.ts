@@ -77,7 +77,7 @@ export interface RpcOptions {
   shmRingBytes?: number
   /**
    * Bytes of the arena a peer makes for each shm link once it sends a payload of 64 KiB or
-   * more over it (a power of two from 64 KiB to 1 GiB, default 64 MiB). Payloads go inline
+   * more over it (a power of two from 64 KiB to 1 GiB, default 256 MiB). Payloads go inline
    * through the ring while it is full. See the README, "Shared memory".
    */
   shmArenaBytes?: number

@@ -201,7 +201,9 @@ shm('shm arena - large byte values of every kind cross out of band, byte for byt
 })
 
 shm('shm arena - a value the callee keeps stays intact while the arena is reused; the caller changing its buffer after the call changes nothing', async t => {
-  const { client } = await pair(t, 'oob-keep')
+  // An arena smaller than the 60 payloads together, so blocks must be reused.
+  const arena = { shmArenaBytes: 64 * MiB }
+  const { client } = await pair(t, 'oob-keep', arena, undefined, arena)
   await shmUp(client, 'oob-keep')
   await client.request('setTransports', { transports: ['shm'] })
   t.is(await client.request('oobKeep', { peer: 'oob-keep', bytes: 3 * MiB, calls: 60 }), 'ok')

@@ -2,7 +2,7 @@
  * cohort over shared memory: the same echo as bench/tcp/cohort.ts, between two processes
  * on this host, measured only once the shm link is up (the first calls go over TCP
  * while the segment is being set up). The bandit picks the arm per message as usual.
- * BENCH_SHM_ARENA_BYTES sets both sides' `shmArenaBytes` (default: the Rpc's, 64 MiB).
+ * BENCH_SHM_ARENA_BYTES sets both sides' `shmArenaBytes` (default: the Rpc's, 256 MiB).
  */
 import { Rpc } from '../../src/index.js'
 import type { EchoClient, EchoServer, Stack } from '../harness.js'
