@@ -26,7 +26,7 @@
  * spinner.traffic() // on every message sent or received
  * ```
  */
-import { readFileSync } from 'node:fs'
+import { openSync, readSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 
 const MIN_MS = 0.2
@@ -158,18 +158,26 @@ export class SpinGate {
   }
 }
 
-/** This thread's run-queue wait so far (ns); 0 where the kernel does not say (then nothing looks contended). */
+/**
+ * This thread's run-queue wait so far (ns); 0 where the kernel does not say (then nothing
+ * looks contended). The file stays open (one fd for the process, opened by the loop's
+ * thread, which /proc/thread-self names at open time) and is read again from offset 0:
+ * 2.4 µs a look, where readFileSync took 20 (open, a 64 KiB buffer, close).
+ */
 function runQueueWaitNs (): number {
-  if (!schedstatReadable) return 0
+  if (schedstat === undefined) return 0
   try {
-    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[1])
+    schedstat ??= { fd: openSync('/proc/thread-self/schedstat', 'r'), buffer: Buffer.alloc(128) }
+    const length = readSync(schedstat.fd, schedstat.buffer, 0, schedstat.buffer.length, 0)
+    return Number(schedstat.buffer.toString('latin1', 0, length).split(' ')[1])
   } catch {
-    schedstatReadable = false
+    schedstat = undefined
     return 0
   }
 }
 
-let schedstatReadable = process.platform === 'linux'
+/** null: not opened yet; undefined: not readable here. */
+let schedstat: { fd: number, buffer: Buffer } | null | undefined = process.platform === 'linux' ? null : undefined
 
 /** The process's gate. */
 export const spinGate = new SpinGate()
