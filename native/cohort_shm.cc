@@ -608,8 +608,11 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     WatcherHandle *h = static_cast<WatcherHandle *>(poll->data);
     if (h->closing || h->owner == nullptr) return;
     if (h->drain && status == 0 && (events & UV_READABLE) != 0) {
+      // One read takes the whole counter (not EFD_SEMAPHORE); a second would only say
+      // EAGAIN, one system call more per wake-up. A ring between the two polls again.
       uint64_t value;
-      while (read(h->fd, &value, sizeof value) == (ssize_t)sizeof value) {}
+      ssize_t ignored = read(h->fd, &value, sizeof value);
+      (void)ignored;
     }
     h->owner->Deliver(status, events);
   }
