@@ -46,7 +46,6 @@ import { IncomingArena, OutgoingArena } from './arena.js'
 
 const log = logger('cohort:shm')
 
-/** Bounds of the adaptive spin window, in ms. */
 /** The message on the unix socket that carries an arena's fd: this, then the arena's id (u32 BE). */
 const ARENA_MESSAGE = Buffer.from('cohort-arena/1')
 
