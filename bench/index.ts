@@ -31,13 +31,13 @@ const CONFIG = {
   rounds: positiveIntFromEnv('BENCH_ROUNDS', 3),
   roundTrip: { payloadBytes: 64, warmup: 300, calls: 3000, capMs: 8_000 },
   pipelined: { payloadBytes: 64, inFlight: 64, warmup: 3000, calls: 30_000, capMs: 8_000 },
-  throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 1_000, repetitions: 15, capMs: 6_000 },
-  throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 2_000, repetitions: 8, capMs: 10_000 },
+  throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 500, repetitions: 15, capMs: 6_000 },
+  throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
   /** No new round starts if, at the pace of the last one, it would end past this much time. */
-  roundsBudgetMs: 100_000,
+  roundsBudgetMs: 150_000,
   /** Hard limit for the whole run. */
   totalCapMs: 175_000
 }
