@@ -28,11 +28,20 @@ test('bandit - size classes are separate; an unknown class falls back to the sma
   t.is(sizeClassOf(16 * 1024 * 1024), 2)
   b.sample('p', 'shm', 0, 10, 0)
   b.sample('p', 'tcp', 0, 500, 0)
+  // A large class's first samples do not decide yet: the small class's estimates do.
+  for (let i = 0; i < 2; i++) {
+    b.sample('p', 'shm', 2, 90_000, 0)
+    b.sample('p', 'tcp', 2, 40_000, 0)
+  }
+  t.deepEqual(b.rank('p', ['shm', 'tcp'], 2, 0), ['shm', 'tcp'])
   b.sample('p', 'shm', 2, 90_000, 0)
   b.sample('p', 'tcp', 2, 40_000, 0)
   t.deepEqual(b.rank('p', ['shm', 'tcp'], 0, 0), ['shm', 'tcp'])
   t.deepEqual(b.rank('p', ['shm', 'tcp'], 2, 0), ['tcp', 'shm'])
   t.deepEqual(b.rank('p', ['shm', 'tcp'], 1, 0), ['shm', 'tcp'])
+  // A missing ack is believed at once, in any class.
+  b.missingAck('p', 'shm', 1, 1000)
+  t.deepEqual(b.rank('p', ['shm', 'tcp'], 1, 0), ['tcp', 'shm'])
 })
 
 test('bandit - a failed arm is masked for a while, a missing ack is a sample equal to its timeout', t => {

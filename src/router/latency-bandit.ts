@@ -8,7 +8,9 @@
  * Samples come from probes (the router sends PING on each arm while traffic flows and
  * times the PONG) and from missing acks: a call or probe left unanswered for
  * `ackTimeoutMs` counts as a sample of that size. A send that throws masks the arm for
- * `maskMs`. An arm with no estimate yet is ranked by its prior. best() treats arms
+ * `maskMs`. A class's own estimate counts once it has `TRUSTED_SAMPLES` samples (or a
+ * missing ack); until then the nearest smaller class's does, and an arm with no estimate
+ * at all is ranked by its prior. best() treats arms
  * within a factor 1 / `tieRatio` of the best as tied and takes the lowest prior among
  * them (shm, then rdma, then tcp): on a loaded machine, scheduling delays that hit
  * every arm alike should not make the choice flap.
@@ -52,6 +54,8 @@ class ArmState {
   readonly sampledAt: number[] = [0, 0, 0]
   readonly samples: number[] = [0, 0, 0]
   readonly chosen: number[] = [0, 0, 0]
+  /** The class's estimate decides (see TRUSTED_SAMPLES). */
+  readonly trusted: boolean[] = [false, false, false]
   failures = 0
   missingAcks = 0
   maskedUntil = 0
@@ -69,6 +73,15 @@ export interface ArmInfo {
 }
 
 const DEFAULT_PRIORS: Record<TransportName, number> = { shm: 20, rdma: 50, tcp: 500 }
+
+/**
+ * Samples a class needs before its own estimate decides. The larger classes are probed
+ * every 1–2 s, and a probe's round trip includes however long the peer's loop was busy:
+ * in the bench the first 1 MiB probes took about 40 ms on both arms, once 1.4x longer on
+ * shm than on tcp, and that single pair sent 16 MiB echoes over TCP (200 ms each instead
+ * of 5) for two seconds. The small class, probed every 100 ms, guides meanwhile.
+ */
+const TRUSTED_SAMPLES: readonly number[] = [1, 3, 3]
 
 export class LatencyBandit {
   private readonly peers = new Map<string, Map<TransportName, ArmState>>()
@@ -140,12 +153,15 @@ export class LatencyBandit {
     }
     state.sampledAt[size] = now
     state.samples[size]++
+    if (state.samples[size] >= TRUSTED_SAMPLES[size]) state.trusted[size] = true
   }
 
-  /** No ack within `timeoutMs`: a sample equal to the timeout. */
+  /** No ack within `timeoutMs`: a sample equal to the timeout, believed at once. */
   missingAck (peer: string, arm: TransportName, size: SizeClass, timeoutMs: number): void {
-    this.arm(peer, arm).missingAcks++
+    const state = this.arm(peer, arm)
+    state.missingAcks++
     this.sample(peer, arm, size, timeoutMs * 1000)
+    state.trusted[size] = true
   }
 
   /** A send on the arm threw: skip it for a while. */
@@ -188,10 +204,10 @@ export class LatencyBandit {
     return best
   }
 
-  /** The class's own estimate, else the nearest smaller class's, else the prior. */
+  /** The class's own estimate once trusted, else the nearest smaller class's, else the prior. */
   private estimate (state: ArmState, arm: TransportName, size: SizeClass): number {
     for (let c = size; c >= 0; c--) {
-      if (!Number.isNaN(state.estimateUs[c])) return state.estimateUs[c]
+      if (state.trusted[c]) return state.estimateUs[c]
     }
     return this.priors[arm]
   }
