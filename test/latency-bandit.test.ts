@@ -70,6 +70,14 @@ test('bandit - best() takes the cheaper-by-construction arm among those noise ca
   t.is(b.best('p', arms, 0, 2), 0)
   b.fail('p', 'tcp', 3) // the arm in use fails: masked, back to shm
   t.is(b.best('p', arms, 0, 3), 1)
+  // Large messages: the band is 1 / 0.7^4, about 4x; three samples each make the class's own estimates count.
+  for (let i = 0; i < 3; i++) {
+    b.sample('p', 'tcp', 2, 10_000, 4000)
+    b.sample('p', 'shm', 2, 30_000, 4000)
+  }
+  t.is(b.best('p', arms, 2, 4000), 1)
+  b.sample('p', 'shm', 2, 50_000, 4001)
+  t.is(b.best('p', arms, 2, 4001), 0)
 })
 
 test('bandit - a peer\'s estimate for asyncAny is its best measured unmasked arm, none before a sample', t => {

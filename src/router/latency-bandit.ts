@@ -13,7 +13,10 @@
  * at all is ranked by its prior. best() treats arms
  * within a factor 1 / `tieRatio` of the best as tied and takes the lowest prior among
  * them (shm, then rdma, then tcp): on a loaded machine, scheduling delays that hit
- * every arm alike should not make the choice flap.
+ * every arm alike should not make the choice flap. The band widens with the message's
+ * class (1 / tieRatio², 1 / tieRatio⁴): a larger probe's time is more the peer's busy
+ * loop than the arm, and moving a large message to the slower arm costs the most (16 MiB
+ * over tcp here: 200 ms, over shm: 5).
  *
  * ```ts
  * const bandit = new LatencyBandit()
@@ -45,7 +48,7 @@ export interface LatencyBanditOptions {
   maskMs?: number
   /** Estimate used before the first sample, µs. */
   priorsUs?: Partial<Record<TransportName, number>>
-  /** Arms whose estimates are within best / tieRatio count as tied; the lowest prior wins (default 0.7). */
+  /** Arms whose estimates are within best / tieRatio count as tied, for small messages; the lowest prior wins (default 0.7; squared for medium, to the fourth for large). */
   tieRatio?: number
 }
 
@@ -88,13 +91,15 @@ export class LatencyBandit {
   private readonly tauMs: number
   private readonly maskMs: number
   private readonly priors: Record<TransportName, number>
-  private readonly tieRatio: number
+  /** Per size class. */
+  private readonly tieRatios: readonly number[]
 
   constructor (options: LatencyBanditOptions = {}) {
     this.tauMs = options.tauMs ?? 500
     this.maskMs = options.maskMs ?? 1000
     this.priors = { ...DEFAULT_PRIORS, ...options.priorsUs }
-    this.tieRatio = options.tieRatio ?? 0.7
+    const tie = options.tieRatio ?? 0.7
+    this.tieRatios = [tie, tie ** 2, tie ** 4]
   }
 
   /** The arms in order of preference for a message of class `size`; masked arms go last. */
@@ -115,10 +120,10 @@ export class LatencyBandit {
   best (peer: string, arms: ReadonlyArray<{ transport: TransportName }>, size: SizeClass, now: number): number {
     let bestCost = Infinity
     for (let i = 0; i < arms.length; i++) bestCost = Math.min(bestCost, this.cost(peer, arms[i].transport, size, now))
-    // Among the arms not clearly worse than the best (within 1 / tieRatio of it), the
-    // one cheaper by construction (lowest prior) wins: estimates that noise cannot tell
-    // apart do not make the choice flap message by message.
-    const limit = bestCost / this.tieRatio
+    // Among the arms not clearly worse than the best (within 1 / tieRatio of it, for this
+    // size), the one cheaper by construction (lowest prior) wins: estimates that noise
+    // cannot tell apart do not make the choice flap message by message.
+    const limit = bestCost / this.tieRatios[size]
     let chosen = 0
     let chosenPrior = Infinity
     for (let i = 0; i < arms.length; i++) {
