@@ -1,6 +1,6 @@
 import test from 'ava'
 import { Rpc } from '../src/index.js'
-import { encodeFrame, FrameReader, FrameType } from '../src/codec/frame.js'
+import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES } from '../src/codec/frame.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const samples: Array<[string, unknown]> = [
@@ -54,6 +54,39 @@ test('codec - typed arrays travel as bytes, not as lists of numbers', t => {
   const frame = encodeFrame([FrameType.REPLY, 1, data])
   // 8 KiB of doubles plus a few bytes of header; a number list would be 9 bytes per element.
   t.true(frame.byteLength < data.byteLength + 64)
+})
+
+test('codec - a decoded typed array is a copy of its kind over a buffer of its own, aligned in the body or not', t => {
+  const kinds = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]
+  // Strings of 0..7 characters in front shift where the bytes land in the body.
+  for (let shift = 0; shift < 8; shift++) {
+    const values = kinds.map(Kind => Kind === BigInt64Array
+      ? new BigInt64Array([1n, 2n, 3n])
+      : Kind === BigUint64Array ? new BigUint64Array([1n, 2n, 3n]) : new (Kind as Float64ArrayConstructor)([1, 2, 3]))
+    const frame = encodeFrame([FrameType.REPLY, 1, ['x'.repeat(shift), ...values, new ArrayBuffer(3), new DataView(new Uint8Array([9, 8]).buffer)]])
+    const body = frame.subarray(HEADER_BYTES)
+    const back = (decodeFrameBody(body, true)[2] as unknown[]).slice(1)
+    body.fill(0) // the shm ring reuses its memory: nothing decoded may refer to it
+    for (let i = 0; i < kinds.length; i++) {
+      const value = back[i] as ArrayBufferView
+      t.is(value.constructor, kinds[i], `${kinds[i].name}, shift ${shift}`)
+      t.deepEqual(value, values[i])
+      t.true(value.byteOffset === 0 && value.buffer.byteLength === value.byteLength, `${kinds[i].name} owns its buffer`)
+    }
+    t.deepEqual(back[kinds.length], new ArrayBuffer(3))
+    t.deepEqual(new Uint8Array((back[kinds.length + 1] as DataView).buffer), new Uint8Array([9, 8]))
+  }
+  // An unknown kind code is a bad body, not a crash.
+  const bad = Buffer.from([0x93, FrameType.REPLY, 1, 0xd4, 0x74, 99])
+  t.throws(() => decodeFrameBody(bad, true), { code: 'BAD_FRAME' })
+})
+
+test('codec - small frames after a large one are not carved out of its buffer', t => {
+  const large = encodeFrame([FrameType.REPLY, 1, 'x'.repeat(300 * 1024)])
+  const small = encodeFrame([FrameType.ACK, 2])
+  t.true(large.buffer.byteLength > 300 * 1024)
+  t.not(small.buffer, large.buffer)
+  t.true(small.buffer.byteLength <= 64 * 1024)
 })
 
 test('codec - the frame reader reassembles frames split anywhere', t => {
