@@ -81,6 +81,29 @@ test('codec - a decoded typed array is a copy of its kind over a buffer of its o
   t.throws(() => decodeFrameBody(bad, true), { code: 'BAD_FRAME' })
 })
 
+test('codec - a Uint8Array is written as ext 0x74 kind 1 and a Buffer as bin, at every length class', t => {
+  const bodyOf = (value: Uint8Array): Buffer => Buffer.from(encodeFrame([FrameType.REPLY, 1, value]).subarray(HEADER_BYTES + 3))
+  // [0x93, 4, 1] is the array and the two numbers before the value.
+  t.deepEqual([...bodyOf(new Uint8Array([9, 9]))], [0xc7, 3, 0x74, 1, 9, 9])
+  t.deepEqual([...bodyOf(Buffer.from([9, 9]))], [0xc4, 2, 9, 9])
+  t.deepEqual([...bodyOf(new Uint8Array(300)).subarray(0, 5)], [0xc8, 0x01, 0x2d, 0x74, 1])
+  t.deepEqual([...bodyOf(Buffer.alloc(300)).subarray(0, 3)], [0xc5, 0x01, 0x2c])
+  t.deepEqual([...bodyOf(new Uint8Array(70_000)).subarray(0, 7)], [0xc9, 0, 1, 0x11, 0x71, 0x74, 1])
+  t.deepEqual([...bodyOf(Buffer.alloc(70_000)).subarray(0, 5)], [0xc6, 0, 1, 0x11, 0x70])
+  for (const length of [0, 1, 254, 255, 256, 65_534, 65_535, 65_536, 70_000]) {
+    for (const value of [new Uint8Array(length).fill(7), Buffer.alloc(length, 7)]) {
+      const back = decodeFrameBody(encodeFrame([FrameType.REPLY, 1, value]).subarray(HEADER_BYTES), true)[2] as Uint8Array
+      t.is(back.constructor, value.constructor, `${value.constructor.name} of ${length}`)
+      t.deepEqual(Buffer.from(back), Buffer.from(value))
+    }
+  }
+  // A subclass other than Buffer arrives as a Uint8Array.
+  class Bytes extends Uint8Array {}
+  const back = decodeFrameBody(encodeFrame([FrameType.REPLY, 1, new Bytes([1, 2])]).subarray(HEADER_BYTES), true)[2]
+  t.is((back as object).constructor, Uint8Array)
+  t.deepEqual(back, new Uint8Array([1, 2]))
+})
+
 test('codec - small frames after a large one are not carved out of its buffer', t => {
   const large = encodeFrame([FrameType.REPLY, 1, 'x'.repeat(300 * 1024)])
   const small = encodeFrame([FrameType.ACK, 2])

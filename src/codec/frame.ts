@@ -20,7 +20,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { RpcError } from '../errors/rpc-error.js'
 import { adoptTensors } from '../tensor/tensor.js'
 import { registerTensorExtension } from './tensor-extension.js'
-import { registerTypedArrayReader } from './typed-arrays.js'
+import { registerTypedArrays } from './typed-arrays.js'
 import * as outOfBand from './out-of-band.js'
 
 export const PROTOCOL_VERSION = 1
@@ -85,7 +85,7 @@ const packr = new Packr(BODY_OPTIONS)
 // Applies to every Packr, this one and the next.
 registerTensorExtension()
 outOfBand.registerOutOfBandExtension()
-registerTypedArrayReader()
+registerTypedArrays()
 
 /**
  * msgpackr carves each frame out of one buffer and takes a new one of the same size when
