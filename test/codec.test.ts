@@ -1,4 +1,5 @@
 import test from 'ava'
+import { Packr } from 'msgpackr'
 import { Rpc } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES } from '../src/codec/frame.js'
 import { PeerProcess } from './helpers/peer-process.js'
@@ -97,6 +98,11 @@ test('codec - a Uint8Array is written as ext 0x74 kind 1 and a Buffer as bin, at
       t.deepEqual(Buffer.from(back), Buffer.from(value))
     }
   }
+  // A Packr without moreTypes (the canonical encoder of signed bytes) writes a Uint8Array as
+  // bin, the same bytes as a Buffer: a signature over bytes that arrived as the other kind verifies.
+  const canonical = new Packr({ useRecords: false, moreTypes: false })
+  t.deepEqual([...canonical.pack(new Uint8Array([1, 2]))], [0xc4, 2, 1, 2])
+  t.deepEqual([...canonical.pack(['x', new Uint8Array(300)])], [...canonical.pack(['x', Buffer.alloc(300)])])
   // A subclass other than Buffer arrives as a Uint8Array.
   class Bytes extends Uint8Array {}
   const back = decodeFrameBody(encodeFrame([FrameType.REPLY, 1, new Bytes([1, 2])]).subarray(HEADER_BYTES), true)[2]

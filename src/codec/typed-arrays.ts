@@ -12,7 +12,8 @@
  * into an ArrayBuffer of its own.
  *
  * Writing: a Uint8Array or Buffer is written here instead, byte for byte as msgpackr writes
- * it, straight from the array (about 15% of a self-call with a 64-byte argument, in three
+ * it (bin, or ext 0x74 kind 1 for a Uint8Array when the Packr has `moreTypes`), straight
+ * from the array (about 15% of a self-call with a 64-byte argument, in three
  * interleaved runs of bench/rpc/self-calls.ts with msgpackr patched the same way). A
  * subclass of Uint8Array other than Buffer goes as a Uint8Array (msgpackr wrote a kind code
  * no reader knows). Other kinds are msgpackr's.
@@ -49,11 +50,16 @@ export function registerTypedArrays (): void {
   addExtension(extension as unknown as Parameters<typeof addExtension>[0])
 }
 
-export function writeBytes (value: Uint8Array, reserve: Reserve): void {
+/**
+ * msgpackr's `pack` of an extension, with the Packr as `this`: a Packr without `moreTypes`
+ * (the canonical encoders of signed bytes, say) writes every Uint8Array as bin, as
+ * msgpackr does; the bytes must stay exactly msgpackr's for signatures to verify.
+ */
+export function writeBytes (this: { moreTypes?: boolean }, value: Uint8Array, reserve: Reserve): void {
   const length = value.byteLength
   let target: Uint8Array
   let at: number
-  if (Buffer.isBuffer(value)) {
+  if (this.moreTypes !== true || Buffer.isBuffer(value)) {
     if (length < 0x100) {
       ({ target, position: at } = reserve(length + 2))
       target[at++] = 0xc4
