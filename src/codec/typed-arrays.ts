@@ -13,14 +13,13 @@
  *
  * Writing: a Uint8Array or Buffer is written here instead, byte for byte as msgpackr writes
  * it (bin, or ext 0x74 kind 1 for a Uint8Array when the Packr has `moreTypes`), straight
- * from the array (about 15% of a self-call with a 64-byte argument, in three
- * interleaved runs of bench/rpc/self-calls.ts with msgpackr patched the same way). A
- * subclass of Uint8Array other than Buffer goes as a Uint8Array (msgpackr wrote a kind code
- * no reader knows). Other kinds are msgpackr's.
+ * from the array: a self-call with a 64-byte argument went from 9.1–9.3 to 6.5–7.4 µs
+ * (bench/rpc/self-calls.ts, three interleaved runs). A subclass of Uint8Array other than
+ * Buffer goes as a Uint8Array (msgpackr wrote a kind code no reader knows). Other kinds
+ * are msgpackr's.
  *
- * msgpackr's own reader copies the bytes with slice() and then asks for the copy's
- * `.buffer`; for a small array that makes V8 move it off its heap into an ArrayBuffer of
- * its own, the largest single cost of decoding a call with a 64-byte argument (0.8 µs of
+ * Reading: msgpackr's reader copies the bytes with slice() and then asks the copy for its
+ * `.buffer`, the largest single cost of decoding a call with a 64-byte argument (0.8 µs of
  * 7.4 per self-call in a CPU profile). This reader copies into a new array of the right
  * kind directly (still a copy: nothing refers to the body's memory, which the shm ring
  * reuses) and takes the ArrayBuffer route only where msgpackr would have to as well: an
