@@ -22,8 +22,10 @@
  * ```
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { dirname, join } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 
 /** Monotonic clock in milliseconds, sub-microsecond resolution. */
 export function nowMs (): number {
@@ -39,6 +41,33 @@ export function percentile (sorted: number[], q: number): number {
 
 export function median (values: number[]): number {
   return percentile([...values].sort((a, b) => a - b), 0.5)
+}
+
+/** `rows` under `header` in aligned columns: the first `left` columns to the left, the rest to the right. */
+export function textTable (header: string[], rows: string[][], left = 1): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => i < left ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
+  return [line(header), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+/** What every report says of the machine it ran on. */
+export function machineFacts (): Record<string, unknown> {
+  const list = cpus()
+  return { cpus: list.length, model: list[0]?.model ?? 'unknown', node: process.version, platform: platform(), release: release(), arch: arch(), totalMemBytes: totalmem(), loadAverageAfter: loadavg() }
+}
+
+/**
+ * Writes `report` to bench/results/<name>-<date>.json (and latest.json with `latest`);
+ * returns the file's path from the working directory.
+ */
+export function writeReport (name: string, date: Date, report: unknown, latest = false): string {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results')
+  mkdirSync(dir, { recursive: true })
+  const file = join(dir, `${name}-${date.toISOString().replace(/:/g, '-')}.json`)
+  const json = JSON.stringify(report, null, 2) + '\n'
+  writeFileSync(file, json)
+  if (latest) writeFileSync(join(dir, 'latest.json'), json)
+  return relative(process.cwd(), file)
 }
 
 /** Rejects with a clear message when `promise` takes longer than `ms`; the work itself is not stopped. */

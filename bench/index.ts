@@ -16,11 +16,8 @@
  * table and writes bench/results/tcp-<date>.json and bench/results/latest.json.
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os'
-import { dirname, join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { median, nowMs, spawnServer, withDeadline, type EchoClient, type Stack } from './harness.js'
+import { cpus, loadavg } from 'node:os'
+import { machineFacts, median, nowMs, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type Stack } from './harness.js'
 import { pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
@@ -196,9 +193,7 @@ function table (results: StackResult[]): string {
     fmt(r.summary.mbPerSec1MiB, 1),
     fmt(r.summary.mbPerSec16MiB, 1)
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
-  return [line(header), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+  return textTable(header, rows)
 }
 
 function ratio (a: number | undefined, b: number | undefined): number | undefined {
@@ -266,22 +261,11 @@ async function main (): Promise<void> {
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
   for (const u of unhandled) console.log(`! unhandled rejection: ${u}`)
 
-  const cpuList = cpus()
   const report = {
     benchmark: 'same-host',
     date: started.toISOString(),
     durationSeconds: (nowMs() - t0) / 1000,
-    machine: {
-      cpus: cpuList.length,
-      model: cpuList[0]?.model ?? 'unknown',
-      node: process.version,
-      platform: platform(),
-      release: release(),
-      arch: arch(),
-      totalMemBytes: totalmem(),
-      loadAverageBefore: loadBefore,
-      loadAverageAfter: loadavg()
-    },
+    machine: { ...machineFacts(), loadAverageBefore: loadBefore },
     units: {
       latency: 'microseconds, 64-byte payload, sequential calls',
       callsPerSec: '64-byte payload, 64 calls in flight, one message per call',
@@ -294,13 +278,7 @@ async function main (): Promise<void> {
     ratiosCohortSpinOverBareLibp2p: spinRatios,
     unhandledRejections: unhandled
   }
-  const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results')
-  mkdirSync(resultsDir, { recursive: true })
-  const file = join(resultsDir, `bench-${report.date.replace(/:/g, '-')}.json`)
-  const json = JSON.stringify(report, null, 2) + '\n'
-  writeFileSync(file, json)
-  writeFileSync(join(resultsDir, 'latest.json'), json)
-  console.log(`\nwrote ${relative(process.cwd(), file)} and latest.json`)
+  console.log(`\nwrote ${writeReport('bench', started, report, true)} and latest.json`)
   if (unhandled.length > 0 || results.some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
 }
 

@@ -20,12 +20,9 @@
  */
 import '../../src/transports/tcp/polyfill.js'
 import { fork } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { arch, cpus, loadavg, release } from 'node:os'
-import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Rpc, tensor, type Tensor } from '../../src/index.js'
-import { median, nowMs, percentile, withDeadline } from '../harness.js'
+import { machineFacts, median, nowMs, percentile, textTable, withDeadline, writeReport } from '../harness.js'
 
 const WIDTH = 256
 const CALLERS = 64
@@ -162,11 +159,8 @@ async function main (): Promise<void> {
   console.log(`dense: 256x256 layer in plain TypeScript, cost grows with the batch.  kernel: the same plus a fixed ${KERNEL_WAIT_MS} ms idle wait per run (a device kernel).`)
   console.log(`fixed: only the ${KERNEL_WAIT_MS} ms wait (y = x), a fixed-cost function.`)
   console.log('')
-  const header = ['function', 'batch', 'calls/s', 'x unbatched', 'p50 µs', 'p99 µs']
   const cells = rows.map(r => [r.fn, String(r.batchSize), Math.round(r.callsPerSec).toLocaleString('en-US'), (r.callsPerSec / base(r.fn)).toFixed(2), Math.round(r.p50Us).toLocaleString('en-US'), Math.round(r.p99Us).toLocaleString('en-US')])
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map(c => c[i].length)))
-  const line = (c: string[]): string => c.map((v, i) => i < 2 ? v.padEnd(widths[i]) : v.padStart(widths[i])).join('  ')
-  console.log([line(header), widths.map(w => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n'))
+  console.log(textTable(['function', 'batch', 'calls/s', 'x unbatched', 'p50 µs', 'p99 µs'], cells, 2))
   for (const fn of FUNCTIONS) {
     const b1 = rows.find(r => r.fn === fn && r.batchSize === 1)?.callsPerSec ?? NaN
     console.log(`${fn}: batchSize 1 costs ${((1 - b1 / base(fn)) * 100).toFixed(1)} % of unbatched calls/s`)
@@ -175,16 +169,12 @@ async function main (): Promise<void> {
   const report = {
     benchmark: 'batching',
     date: started.toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, release: release(), arch: arch(), loadAverageAfter: loadavg() },
+    machine: machineFacts(),
     config: { ...CONFIG, callers: CALLERS, width: WIDTH, maxWaitMs: MAX_WAIT_MS, kernelWaitMs: KERNEL_WAIT_MS },
     summary: rows,
     runs
   }
-  const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'results')
-  mkdirSync(dir, { recursive: true })
-  const file = join(dir, `batching-${report.date.replace(/:/g, '-')}.json`)
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
-  console.log(`\nwrote ${relative(process.cwd(), file)}`)
+  console.log(`\nwrote ${writeReport('batching', started, report)}`)
 }
 
 if (process.argv[2] === 'serve') {

@@ -13,12 +13,8 @@
  * Prints a table and writes bench/results/self-calls-<date>.json.
  */
 import '../../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { arch, cpus, loadavg, release } from 'node:os'
-import { dirname, join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Rpc } from '../../src/index.js'
-import { median, nowMs } from '../harness.js'
+import { machineFacts, median, nowMs, textTable, writeReport } from '../harness.js'
 
 const IN_FLIGHT = 64
 const CONFIG = {
@@ -76,24 +72,17 @@ async function main (): Promise<void> {
   console.log('')
   console.log(`Rpc calling itself (no transport), ${IN_FLIGHT} calls in flight; median of ${CONFIG.rounds} round(s). CPU: caller and callee together.`)
   console.log('')
-  const header = ['payload', 'calls/s', 'CPU µs/call']
   const cells = rows.map(r => [r.payload, Math.round(r.callsPerSec).toLocaleString('en-US'), r.cpuUsPerCall.toFixed(2)])
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map(c => c[i].length)))
-  const line = (c: string[]): string => c.map((v, i) => i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i])).join('  ')
-  console.log([line(header), widths.map(w => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n'))
+  console.log(textTable(['payload', 'calls/s', 'CPU µs/call'], cells))
 
   const report = {
     benchmark: 'self-calls',
     date: started.toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, release: release(), arch: arch(), loadAverageAfter: loadavg() },
+    machine: machineFacts(),
     config: { ...CONFIG, inFlight: IN_FLIGHT },
     summary: rows
   }
-  const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'results')
-  mkdirSync(dir, { recursive: true })
-  const file = join(dir, `self-calls-${report.date.replace(/:/g, '-')}.json`)
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
-  console.log(`\nwrote ${relative(process.cwd(), file)}`)
+  console.log(`\nwrote ${writeReport('self-calls', started, report)}`)
 }
 
 const watchdog = setTimeout(() => { console.error('bench self-calls: passed 2 minutes; giving up'); process.exit(2) }, 120_000).unref()
