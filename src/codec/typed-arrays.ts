@@ -31,6 +31,7 @@ import { addExtension } from 'msgpackr'
 const TYPED_ARRAY_EXTENSION = 0x74
 /** In msgpackr's order of kind codes. */
 const KINDS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]
+const UINT8_ARRAY = KINDS.indexOf(Uint8Array)
 const ARRAY_BUFFER = 16
 const DATA_VIEW = 17
 
@@ -96,7 +97,7 @@ export function writeBytes (this: { moreTypes?: boolean }, value: Uint8Array, re
       at += 4
     }
     target[at++] = TYPED_ARRAY_EXTENSION
-    target[at++] = KINDS.indexOf(Uint8Array)
+    target[at++] = UINT8_ARRAY
   }
   target.set(value, at)
 }
