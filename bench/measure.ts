@@ -134,21 +134,25 @@ export interface ThroughputResult {
   coldMbPerSec: number
 }
 
+/** 10^6 bytes per second of an echo of `bytes` that began at `startMs`, counted both ways (sent and echoed). */
+export function echoMbPerSec (bytes: number, startMs: number): number {
+  return (2 * bytes) / ((nowMs() - startMs) / 1000) / 1e6
+}
+
 /** Echo round trips of one large Uint8Array; bytes are counted both ways. */
 export async function throughput (client: EchoClient, opts: ThroughputOptions): Promise<ThroughputResult> {
   const payload = payloadOf(opts.payloadBytes)
-  const mbPerSecOf = (startMs: number): number => (2 * payload.byteLength) / ((nowMs() - startMs) / 1000) / 1e6
   const deadline = nowMs() + opts.capMs
   const coldStart = nowMs()
   await verifyEcho(client, opts.payloadBytes) // also the warm-up: buffers, windows and JIT
-  const coldMbPerSec = mbPerSecOf(coldStart)
+  const coldMbPerSec = echoMbPerSec(payload.byteLength, coldStart)
   const warmEnd = Math.min(deadline, nowMs() + opts.warmupMs)
   for (let i = 0; i < opts.warmup && nowMs() < warmEnd; i++) await echoChecked(client, payload)
   const samples: number[] = []
   while (samples.length < opts.repetitions && nowMs() < deadline) {
     const t0 = nowMs()
     await echoChecked(client, payload)
-    samples.push(mbPerSecOf(t0))
+    samples.push(echoMbPerSec(payload.byteLength, t0))
   }
   return { mbPerSec: median(samples), samplesMbPerSec: samples, coldMbPerSec }
 }

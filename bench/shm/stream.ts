@@ -14,7 +14,7 @@
  * all of them, and how many payloads went inline through the ring for want of arena room.
  */
 import { median, nowMs, spawnServer } from '../harness.js'
-import { payloadOf } from '../measure.js'
+import { echoMbPerSec, payloadOf } from '../measure.js'
 import { cohortShm } from './cohort-shm.js'
 
 const count = Math.max(2, Number(process.argv[2] ?? 100))
@@ -31,7 +31,7 @@ try {
     const start = nowMs()
     const echoed = await client.call(payload)
     if (echoed.byteLength !== bytes || echoed[bytes - 1] !== payload[bytes - 1]) throw new Error('echo came back different')
-    mbPerSec.push((2 * bytes) / ((nowMs() - start) / 1000) / 1e6)
+    mbPerSec.push(echoMbPerSec(bytes, start))
   }
   const seconds = (nowMs() - t0) / 1000
   const links = (client.details?.() as { links: Array<{ transport: string, shm?: Record<string, number> }> } | undefined)?.links ?? []
