@@ -1,7 +1,7 @@
 import test from 'ava'
 import { Packr } from 'msgpackr'
 import { Rpc } from '../src/index.js'
-import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES } from '../src/codec/frame.js'
+import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES, isTree } from '../src/codec/frame.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const samples: Array<[string, unknown]> = [
@@ -108,6 +108,37 @@ test('codec - a Uint8Array is written as ext 0x74 kind 1 and a Buffer as bin, at
   const back = decodeFrameBody(encodeFrame([FrameType.REPLY, 1, new Bytes([1, 2])]).subarray(HEADER_BYTES), true)[2]
   t.is((back as object).constructor, Uint8Array)
   t.deepEqual(back, new Uint8Array([1, 2]))
+})
+
+test('codec - a tree body is written as structured clone writes it; shared and cyclic values keep their shape', t => {
+  // The body codec's options: frames of trees must not change on the wire.
+  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
+  const trees = samples.map(([, value]) => [FrameType.REPLY, 1, value]).filter(isTree)
+  t.true(trees.length >= samples.length - 3, 'all but Map, Set and the value holding a Map are trees')
+  for (const body of trees) {
+    t.deepEqual(Buffer.from(encodeFrame(body).subarray(HEADER_BYTES)), Buffer.from(structured.pack(body)))
+  }
+  const roundTrip = (value: unknown): any => decodeFrameBody(encodeFrame([FrameType.REPLY, 1, value]).subarray(HEADER_BYTES), true)[2]
+  const shared = { x: 1 }
+  const cyclic: Record<string, unknown> = { n: 1 }
+  cyclic.self = cyclic
+  const bytes = new Uint8Array([1, 2])
+  class Point { constructor (readonly x = 1) {} }
+  let deep: unknown[] = []
+  for (let i = 0; i < 10; i++) deep = [deep]
+  const many = Array.from({ length: 40 }, (_, i) => ({ i }))
+  for (const value of [[shared, shared], cyclic, [bytes, bytes], new Map(), new Set(), new Point(), deep, many, Object.create(null)]) {
+    t.false(isTree([FrameType.REPLY, 1, value]))
+  }
+  t.false(isTree([() => 1]))
+  const [a, b] = roundTrip([shared, shared])
+  t.is(a, b)
+  const back = roundTrip(cyclic)
+  t.is(back.self, back)
+  const [c, d] = roundTrip([bytes, bytes])
+  t.is(c, d)
+  t.deepEqual(roundTrip(deep), deep)
+  t.deepEqual(roundTrip(many), many)
 })
 
 test('codec - small frames after a large one are not carved out of its buffer', t => {

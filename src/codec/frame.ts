@@ -98,6 +98,17 @@ registerTypedArrays()
 const PACK_BUFFER_BYTES = 64 * 1024
 packr.useBuffer(Buffer.allocUnsafeSlow(PACK_BUFFER_BYTES))
 
+/**
+ * The same codec without structured clone, for bodies that are trees (see isTree): there
+ * its bytes are the same, and it skips what structured clone costs on every pack (a Map,
+ * and an entry and an object for every object packed, only to find objects met twice).
+ * That was 177 of the ~3,800 bytes a pipelined caller allocated per call, and encoding a
+ * call of a 64 B Uint8Array took 0.70 µs with it, 0.61 without (a million encodes, three
+ * interleaved runs each).
+ */
+const treePackr = new Packr({ ...BODY_OPTIONS, structuredClone: false })
+treePackr.useBuffer(Buffer.allocUnsafeSlow(PACK_BUFFER_BYTES))
+
 // The same codec for bodies decoded straight out of memory that is reused afterwards (the
 // shm ring): byte strings come out as copies, never as views into that memory.
 const copyingPackr = new Packr({ ...BODY_OPTIONS, copyBuffers: true })
@@ -126,14 +137,57 @@ export function encodeFrame (body: unknown[], options?: EncodeOptions): Uint8Arr
 function encodeInline (body: unknown): Uint8Array {
   // msgpackr leaves HEADER_BYTES free in front of the body, so the header is written in
   // place and a large body is not copied again. Other libraries' tensors go as ours.
-  const frame = packr.pack(body, RESERVE_START_SPACE | HEADER_BYTES)
+  const packer = isTree(body) ? treePackr : packr
+  const frame = packer.pack(body, RESERVE_START_SPACE | HEADER_BYTES)
   const length = frame.byteLength - HEADER_BYTES
   frame[0] = length >>> 24
   frame[1] = (length >>> 16) & 0xff
   frame[2] = (length >>> 8) & 0xff
   frame[3] = length & 0xff
-  if (frame.buffer.byteLength > PACK_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(PACK_BUFFER_BYTES))
+  if (frame.buffer.byteLength > PACK_BUFFER_BYTES) packer.useBuffer(Buffer.allocUnsafeSlow(PACK_BUFFER_BYTES))
   return frame
+}
+
+/** Objects a tree may hold; larger bodies take the structured codec without looking further. */
+const MAX_TREE_OBJECTS = 32
+const MAX_TREE_DEPTH = 8
+/** The objects met by the current isTree, for the identity check; emptied after each. */
+const met: unknown[] = []
+let metCount = 0
+
+/**
+ * True when `body` is a small tree that structured clone would write as it is: arrays
+ * and plain objects holding primitives, byte arrays and Dates, no object met twice
+ * (shared or cyclic). Anything else (a Map, a Set, an Error, a class, a tensor, a
+ * placeholder) is left to the structured codec, which keeps such values as they were.
+ */
+export function isTree (body: unknown): boolean {
+  const tree = treeBelow(body, 0)
+  for (let i = 0; i < metCount; i++) met[i] = undefined
+  metCount = 0
+  return tree
+}
+
+function treeBelow (value: unknown, depth: number): boolean {
+  if (typeof value !== 'object') return typeof value !== 'function'
+  if (value === null) return true
+  for (let i = 0; i < metCount; i++) if (met[i] === value) return false
+  if (metCount === MAX_TREE_OBJECTS) return false
+  met[metCount++] = value
+  const constructor = value.constructor
+  if (constructor === Array) {
+    if (depth === MAX_TREE_DEPTH) return false
+    const array = value as unknown[]
+    for (let i = 0; i < array.length; i++) if (!treeBelow(array[i], depth + 1)) return false
+    return true
+  }
+  if (constructor === Object) {
+    if (depth === MAX_TREE_DEPTH) return false
+    const object = value as Record<string, unknown>
+    for (const key in object) if (!treeBelow(object[key], depth + 1)) return false
+    return true
+  }
+  return ArrayBuffer.isView(value) || constructor === ArrayBuffer || constructor === Date
 }
 
 const BODY_CODEC: outOfBand.BodyCodec = { encode: encodeInline, decode: bytes => packr.unpack(bytes), header: HEADER_BYTES }
