@@ -19,7 +19,10 @@
  * nothing. Calls to a peer with more than one arm are timed only for their ack: a call
  * with no REPLY, ERROR or ACK within `ackTimeoutMs` is a sample equal to that timeout on
  * the arm it left on (a reply's time includes the handler's, so it says nothing about the
- * arm). With one arm there is no choice to inform, and no call is timed.
+ * arm). One call per peer and arm is watched at a time, the next one sent once it is
+ * answered: an arm that loses calls loses the watched one too, and a busy peer does not
+ * cost a table entry per call (in pipelined calls over shm that was a tenth of the
+ * router's time). With one arm there is no choice to inform, and no call is timed.
  */
 import { logger } from '@libp2p/logger'
 import { decodeValue, encodeFrame, frameBytes, FrameType, HEADER_BYTES, inlineFrame } from '../codec/frame.js'
@@ -33,8 +36,10 @@ import { LatencyBandit, PROBE_BYTES, sizeClassOf, type ArmInfo, type SizeClass }
 const log = logger('cohort:router')
 
 const PROBE_INTERVAL_MS = [100, 1000, 2000]
-/** Calls (and probes) remembered for their ack at most; beyond, the oldest are let go. */
+/** Probes remembered for their PONG at most; beyond, the oldest are let go. */
 const MAX_TRACKED = 65_536
+/** A free AckWatch. */
+const NO_CALL = -1
 
 /**
  * Ways to reach a peer without a direct link, and frame types beyond calls: the cohort's
@@ -73,6 +78,14 @@ interface Tracked {
   t0: number
 }
 
+/** The one call of a peer watched for its ack on an arm (NO_CALL: none now). */
+interface AckWatch {
+  arm: TransportName
+  callId: number
+  size: SizeClass
+  t0: number
+}
+
 export class Router {
   calls!: CallTable
   dispatcher!: Dispatcher
@@ -86,7 +99,7 @@ export class Router {
   private readonly ackTimeoutMs: number
   private readonly emulation?: RdmaEmulation
   private readonly emulated = new WeakMap<PeerSession, EmulatedRdmaLink>()
-  private readonly trackedCalls = new Map<number, Tracked>()
+  private readonly ackWatches = new Map<string, AckWatch[]>()
   private readonly probes = new Map<number, Tracked>()
   private readonly nextProbeAt = new Map<string, number[]>()
   private nextNonce = 1
@@ -167,7 +180,7 @@ export class Router {
     }
     this.bandit.chose(peer, sent.transport, size)
     // With one arm there is nothing to choose between, so no ack timing either.
-    if (callId != null && arms.length > 1) this.track(this.trackedCalls, callId, { peer, arm: sent.transport, size, t0: performance.now() })
+    if (callId != null && arms.length > 1) this.watchAck(peer, sent.transport, size, callId)
     return true
   }
 
@@ -178,11 +191,16 @@ export class Router {
 
   /** Counts calls and probes whose ack is overdue as samples; the Rpc calls this every second. */
   sweep (now = performance.now()): void {
-    for (const map of [this.trackedCalls, this.probes]) {
-      for (const [key, t] of map) {
-        if (now - t.t0 < this.ackTimeoutMs) break // insertion order is send order
-        map.delete(key)
-        this.bandit.missingAck(t.peer, t.arm, t.size, this.ackTimeoutMs)
+    for (const [key, t] of this.probes) {
+      if (now - t.t0 < this.ackTimeoutMs) break // insertion order is send order
+      this.probes.delete(key)
+      this.bandit.missingAck(t.peer, t.arm, t.size, this.ackTimeoutMs)
+    }
+    for (const [peer, watches] of this.ackWatches) {
+      for (const watch of watches) {
+        if (watch.callId === NO_CALL || now - watch.t0 < this.ackTimeoutMs) continue
+        watch.callId = NO_CALL
+        this.bandit.missingAck(peer, watch.arm, watch.size, this.ackTimeoutMs)
       }
     }
   }
@@ -289,9 +307,22 @@ export class Router {
   }
 
   private acked (peer: string, id: unknown): void {
-    if (typeof id !== 'number') return
-    const t = this.trackedCalls.get(id)
-    if (t != null && t.peer === peer) this.trackedCalls.delete(id)
+    const watches = this.ackWatches.get(peer)
+    if (watches == null) return
+    for (const watch of watches) if (watch.callId === id) watch.callId = NO_CALL
+  }
+
+  /** Watches call `callId`, just sent on `arm`, for its ack, unless a call there is watched already. */
+  private watchAck (peer: string, arm: TransportName, size: SizeClass, callId: number): void {
+    let watches = this.ackWatches.get(peer)
+    if (watches == null) this.ackWatches.set(peer, watches = [])
+    let watch: AckWatch | undefined
+    for (const w of watches) if (w.arm === arm) watch = w
+    if (watch == null) watches.push(watch = { arm, callId: NO_CALL, size, t0: 0 })
+    if (watch.callId !== NO_CALL) return
+    watch.callId = callId
+    watch.size = size
+    watch.t0 = performance.now()
   }
 
   private track (map: Map<number, Tracked>, key: number, t: Tracked): void {
