@@ -26,7 +26,7 @@ const MiB = 1024 * 1024
 /** Counts and time caps; the whole run stays under three minutes on 2 vCPUs even when something hangs. */
 const CONFIG = {
   rounds: positiveIntFromEnv('BENCH_ROUNDS', 3),
-  roundTrip: { payloadBytes: 64, warmup: 300, calls: 3000, capMs: 8_000 },
+  roundTrip: { payloadBytes: 64, warmup: 5000, warmupMs: 1_000, calls: 3000, capMs: 8_000 },
   pipelined: { payloadBytes: 64, inFlight: 64, warmup: 3000, calls: 30_000, capMs: 8_000 },
   throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 500, repetitions: 15, capMs: 6_000 },
   throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },

@@ -4,7 +4,7 @@
  * throughput. Every loop is bounded by a count and by a deadline.
  *
  * ```ts
- * const lat = await roundTrip(client, { payloadBytes: 64, warmup: 300, calls: 3000, capMs: 15_000 })
+ * const lat = await roundTrip(client, { payloadBytes: 64, warmup: 5000, warmupMs: 1000, calls: 3000, capMs: 15_000 })
  * console.log(lat.p50Us, lat.p99Us)
  * ```
  */
@@ -33,7 +33,13 @@ export async function verifyEcho (client: EchoClient, bytes: number): Promise<vo
 
 export interface RoundTripOptions {
   payloadBytes: number
+  /**
+   * Calls before the samples, and at most how long they may take: the round trip is the
+   * first thing measured on a fresh pair, and until V8 has optimised the hot paths (some
+   * thousands of calls) each call costs several times what it does afterwards.
+   */
   warmup: number
+  warmupMs: number
   calls: number
   capMs: number
 }
@@ -52,7 +58,8 @@ export interface RoundTripResult {
 export async function roundTrip (client: EchoClient, opts: RoundTripOptions): Promise<RoundTripResult> {
   const payload = payloadOf(opts.payloadBytes)
   const deadline = nowMs() + opts.capMs
-  for (let i = 0; i < opts.warmup && nowMs() < deadline; i++) await echoChecked(client, payload)
+  const warmEnd = Math.min(deadline, nowMs() + opts.warmupMs)
+  for (let i = 0; i < opts.warmup && nowMs() < warmEnd; i++) await echoChecked(client, payload)
   const us: number[] = []
   while (us.length < opts.calls && nowMs() < deadline) {
     const t0 = nowMs()
