@@ -16,6 +16,10 @@ export type DedupVerdict =
   | { kind: 'ended', reply: Uint8Array | undefined }
   | { kind: 'stale' }
 
+const NEW: DedupVerdict = Object.freeze({ kind: 'new' })
+const RUNNING: DedupVerdict = Object.freeze({ kind: 'running' })
+const STALE: DedupVerdict = Object.freeze({ kind: 'stale' })
+
 interface Entry {
   reply?: Uint8Array
   ended: boolean
@@ -41,12 +45,12 @@ export class DedupTable {
   /** Records a call id on arrival and says what to do with it. */
   admit (id: number, timeoutMs: number, callerLowWater: number): DedupVerdict {
     this.advance(callerLowWater)
-    if (id < this.lowWater) return { kind: 'stale' }
+    if (id < this.lowWater) return STALE
     const entry = this.entries.get(id)
-    if (entry != null) return entry.ended ? { kind: 'ended', reply: entry.reply } : { kind: 'running' }
+    if (entry != null) return entry.ended ? { kind: 'ended', reply: entry.reply } : RUNNING
     this.entries.set(id, { ended: false, expiresAt: Date.now() + timeoutMs })
     if (this.entries.size > this.maxEntries) this.evictOldestEnded()
-    return { kind: 'new' }
+    return NEW
   }
 
   /**
@@ -86,6 +90,9 @@ export class DedupTable {
     if (entry.reply != null) {
       this.replyBytes -= frameBytes(entry.reply)
       releaseFrame(entry.reply)
+      // A forgotten entry that reached the old generation would keep its reply through
+      // every scavenge until the next full GC (see calls/call-table.ts, PendingCall).
+      entry.reply = undefined
     }
     this.entries.delete(id)
   }
