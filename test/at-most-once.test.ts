@@ -79,6 +79,39 @@ test('at-most-once - calls on a lost link are resent to the same process and fai
   table.close(new (await import('../src/errors/rpc-error.js')).RpcError('CLOSED', 'done'))
 })
 
+test('calls - an ended call, and a forgotten dedup entry, keep nothing of their own alive', async t => {
+  // Dead objects in the old generation keep what they point to through every scavenge:
+  // an ended call must not point to its future, value, frame or timers (see PendingCall).
+  const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, resultDevice: 'cpu', send: () => true })
+  const pending = (table as any).calls as Map<number, any>
+  const replied = table.start('p', 'f', [new Uint8Array(64)], 10_000)
+  const failed = table.start('p', 'g', [], 10_000)
+  const expired = table.start('p', 'h', [], 20)
+  const [a, b, c] = [...pending.values()]
+  t.truthy(a.future)
+  t.truthy(a.timer)
+  t.true(a.frame.byteLength > 64)
+  table.onReply('p', a.id, 'A')
+  table.onError('p', [FrameType.ERROR, b.id, 'REMOTE_ERROR', 'Error', 'no', ''])
+  t.is(await replied, 'A')
+  t.is((await failed.then(() => undefined, e => e)).code, 'REMOTE_ERROR')
+  t.is((await expired.then(() => undefined, e => e)).code, 'TIMEOUT')
+  for (const call of [a, b, c]) {
+    t.is(call.future, undefined)
+    t.is(call.timer, undefined)
+    t.is(call.lookupTimer, undefined)
+    t.is(call.frame.byteLength, 0)
+  }
+  const dedup = new DedupTable(100)
+  dedup.admit(5, 10_000, 1)
+  dedup.end(5, encodeFrame([FrameType.REPLY, 5, 'kept for a resend']))
+  const entry = (dedup as any).entries.get(5)
+  t.truthy(entry.reply)
+  dedup.admit(6, 10_000, 6) // the caller is done with every id below 6
+  t.is(entry.reply, undefined)
+  t.is(dedup.size, 1)
+})
+
 test('at-most-once - reply memory is bounded; a resend past the bound gets an error, not a second run', t => {
   const registry = new EndpointRegistry()
   let runs = 0
