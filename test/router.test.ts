@@ -57,3 +57,34 @@ test('router - one call per arm is watched for its ack; an unanswered one is a m
   router.sweep(performance.now() + 1500)
   t.is(missingAcks(router), 3)
 })
+
+test('router - the route kept between sends follows the links, the enabled arms and the bandit', t => {
+  const { directory, sent } = twoArmedPeer()
+  const session = directory.get('p')
+  const router = new Router(directory, () => 'me', ['tcp', 'shm'])
+  const send = (): boolean => router.send('p', encodeFrame([FrameType.ACK, 1]))
+  t.true(send())
+  t.deepEqual(sent, { tcp: 0, shm: 1 })
+  // A sample that makes shm slow: the choice is made again at once.
+  router.bandit.sample('p', 'shm', 0, 1e6)
+  t.true(send())
+  t.deepEqual(sent, { tcp: 1, shm: 1 })
+  // Only shm enabled: the arms are made again.
+  router.setTransports(['shm'])
+  t.true(send())
+  t.deepEqual(sent, { tcp: 1, shm: 2 })
+  // The shm link closes before the directory drops it: tcp carries the next frame.
+  router.setTransports(['tcp', 'shm'])
+  session.links[1].open = false
+  router.bandit.sample('p', 'shm', 0, 1)
+  t.true(send())
+  t.deepEqual(sent, { tcp: 2, shm: 2 })
+  // A newer tcp link: once the directory counts the change, it carries the next frame.
+  let fresh = 0
+  session.links.push({ transport: 'tcp', open: true, send: () => { fresh++ } })
+  t.true(send())
+  t.is(fresh, 0, 'the kept route, while the directory has not counted a change')
+  session.linksVersion = (session.linksVersion ?? 0) + 1
+  t.true(send())
+  t.is(fresh, 1)
+})

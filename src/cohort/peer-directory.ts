@@ -34,6 +34,8 @@ export type PeerState = 'connected' | 'disconnected'
 /** One named peer as this process knows it. */
 export class PeerSession {
   links: Link[] = []
+  /** Counts changes to `links`, so what is derived from them (the router's arms) knows when to look again. */
+  linksVersion = 0
   state: PeerState = 'connected'
   readonly firstSeen = Date.now()
   lastHeard = Date.now()
@@ -234,6 +236,7 @@ export class PeerDirectory {
         // A new process under the name: links of the old one are dead to us.
         const old = session.links
         session.links = []
+        session.linksVersion++
         for (const link of old) link.close(new RpcError('PEER_NOT_FOUND', `peer '${hello.name}' restarted`))
         session.peerId = hello.peerId
         session.incarnation = hello.incarnation
@@ -246,6 +249,7 @@ export class PeerDirectory {
     session.host = typeof hello.host === 'string' ? hello.host : undefined
     const bound = session
     bound.links.push(link)
+    bound.linksVersion++
     bound.state = 'connected'
     bound.lastHeard = Date.now()
     link.onFrame = frame => {
@@ -260,6 +264,7 @@ export class PeerDirectory {
     link.onClose = reason => {
       const index = bound.links.indexOf(link)
       if (index >= 0) bound.links.splice(index, 1)
+      bound.linksVersion++
       if (bound.link() == null && bound.state === 'connected') {
         bound.state = 'disconnected'
         this.events.peerDown(bound)

@@ -93,6 +93,8 @@ export class LatencyBandit {
   private readonly priors: Record<TransportName, number>
   /** Per size class. */
   private readonly tieRatios: readonly number[]
+  /** Counts changes to any estimate or mask: a choice made at one version holds until the next (or until a mask runs out). */
+  version = 0
 
   constructor (options: LatencyBanditOptions = {}) {
     this.tauMs = options.tauMs ?? 500
@@ -148,6 +150,7 @@ export class LatencyBandit {
 
   /** A latency sample (µs) of a message of class `size` on `arm`. */
   sample (peer: string, arm: TransportName, size: SizeClass, us: number, now = Date.now()): void {
+    this.version++
     const state = this.arm(peer, arm)
     const old = state.estimateUs[size]
     if (Number.isNaN(old) || us >= old) {
@@ -171,12 +174,14 @@ export class LatencyBandit {
 
   /** A send on the arm threw: skip it for a while. */
   fail (peer: string, arm: TransportName, now = Date.now()): void {
+    this.version++
     const state = this.arm(peer, arm)
     state.failures++
     state.maskedUntil = now + this.maskMs
   }
 
   forget (peer: string): void {
+    this.version++
     this.peers.delete(peer)
   }
 
