@@ -21,8 +21,8 @@
  * the arm it left on (a reply's time includes the handler's, so it says nothing about the
  * arm). One call per peer and arm is watched at a time, the next one sent once it is
  * answered: an arm that loses calls loses the watched one too, and a busy peer does not
- * cost a table entry per call (in pipelined calls over shm that was a tenth of the
- * router's time). With one arm there is no choice to inform, and no call is timed.
+ * cost a table entry per call. With one arm there is no choice to inform, and no call is
+ * timed.
  */
 import { logger } from '@libp2p/logger'
 import { decodeValue, encodeFrame, frameBytes, FrameType, HEADER_BYTES, inlineFrame } from '../codec/frame.js'
@@ -265,8 +265,8 @@ export class Router {
 
   /**
    * The peer's route: made again when its links or the enabled arms changed or one of its
-   * arms closed, else the one kept from the last send (making it, and asking the bandit,
-   * took a fifth of a pipelined caller's time over shm).
+   * arms closed, else the one kept from the last send (making it and asking the bandit
+   * for every frame took about 0.9 µs of a pipelined caller's ~6 per call over shm).
    */
   private routeOf (session: PeerSession): Route {
     const route = this.routes.get(session)
