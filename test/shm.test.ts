@@ -52,6 +52,22 @@ shm('shm - two processes on one host set up shared memory by themselves and the 
   t.true(info.transports.find((x: any) => x.name === 'shm').available)
 })
 
+shm('shm - a host with three shm peers serves all of them at once', async t => {
+  // Three links polled by one loop, each of which may wait on its ring within a turn.
+  const { host, client } = await pair(t, 'shm-many')
+  const others = await Promise.all([1, 2].map(async () => {
+    const c = await PeerProcess.start({ rpc: {}, connect: [host.addresses[0]] })
+    t.teardown(async () => await c.kill())
+    await eventually(async () => await c.call('shm-many', 'add', 1, 2))
+    return c
+  }))
+  const clients = [client, ...others]
+  for (const c of clients) await shmUp(c, 'shm-many')
+  const results = await Promise.all(clients.map(async c => await c.request('calls', { peer: 'shm-many', fn: 'echo', args: [new Uint8Array(64)], count: 1000, concurrency: 8 })))
+  t.deepEqual(results, [{ ok: 1000 }, { ok: 1000 }, { ok: 1000 }])
+  for (const c of clients) t.true(links(await c.request('debug'), 'shm-many', 'shm')[0].framesOut > 0)
+})
+
 shm('shm - setTransports([tcp]) sends everything over TCP; allowing shm again uses it again', async t => {
   const { client } = await pair(t, 'shm-switch')
   await shmUp(client, 'shm-switch')

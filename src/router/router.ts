@@ -13,10 +13,11 @@
  * router.send('host', frame, callId)  // false when 'host' has no link now
  * ```
  *
- * Probes: while frames of a size class flow to a peer with more than one arm, every arm
- * gets a PING of about that size every `PROBE_INTERVAL_MS[class]` and its PONG's round
- * trip is a sample. Nothing is probed while nothing is sent, so an idle peer costs
- * nothing. Calls to a peer with more than one arm are timed only for their ack: a call
+ * Probes: while calls or replies of a size class flow to a peer with more than one arm,
+ * every arm gets a PING of about that size every `PROBE_INTERVAL_MS[class]` and its
+ * PONG's round trip is a sample. Nothing is probed while no call is made, so a peer that
+ * only gossips costs nothing (gossip every 200 ms had the probes wake both sides' shm
+ * pollers 10 times a second). Calls to a peer with more than one arm are timed only for their ack: a call
  * with no REPLY, ERROR or ACK within `ackTimeoutMs` is a sample equal to that timeout on
  * the arm it left on (a reply's time includes the handler's, so it says nothing about the
  * arm). One call per peer and arm is watched at a time, the next one sent once it is
@@ -178,7 +179,7 @@ export class Router {
     }
     const size = sizeClassOf(frameBytes(frame))
     // Probes go first, so they time the arm, not the wait behind this very frame.
-    if (arms.length > 1) this.probe(session, arms, size)
+    if (arms.length > 1 && scope !== 'direct') this.probe(session, arms, size)
     const first = arms.length === 1 ? arms[0] : arms[this.choose(route, peer, size)]
     let sent = this.trySend(peer, first, frame)
     if (sent == null && arms.length > 1) {
