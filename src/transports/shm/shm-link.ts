@@ -52,9 +52,9 @@ const log = logger('cohort:shm')
  * (ms) before giving the loop its turn: the answer to what was just sent usually comes
  * within a few µs, and a loop turn costs about 1.3 µs here before the ring is looked at
  * again. Other I/O waits at most this long. 64 B round trip p50, medians of interleaved
- * runs: the link alone 7.75 -> 6.05 µs (bench, 8 runs each); through the Rpc 13.2 -> 10.1
- * µs in a scratch loop (5 each) but 12.3 -> 12.05 in the bench (8 each): the Rpc's own
- * work per call is most of its round trip.
+ * runs on a noisy VM: the link alone 7.75 -> 6.05 µs (bench, 8 runs each); through the
+ * Rpc 13.2 -> 10.1 µs in a scratch loop (5 each), and in the bench 12.3 -> 12.05 (8 each)
+ * in one set, 12.8 -> 7.7 in another (5 each).
  */
 const WAIT_IN_TURN_MS = 0.02
 /** When the last such wait in this process ended: one link waits at a time, not one after another in the same turn. */
