@@ -178,9 +178,11 @@ export class Router {
       return false
     }
     const size = sizeClassOf(frameBytes(frame))
+    // One clock read for the probe schedule and the choice of arm (none with one arm).
+    const now = arms.length > 1 ? performance.now() : 0
     // Probes go first, so they time the arm, not the wait behind this very frame.
-    if (arms.length > 1 && scope !== 'direct') this.probe(session, arms, size)
-    const first = arms.length === 1 ? arms[0] : arms[this.choose(route, peer, size)]
+    if (arms.length > 1 && scope !== 'direct') this.probe(session, arms, size, now)
+    const first = arms.length === 1 ? arms[0] : arms[this.choose(route, peer, size, now)]
     let sent = this.trySend(peer, first, frame)
     if (sent == null && arms.length > 1) {
       // Fail over along the bandit's order; the failed arm is masked now and ranks last.
@@ -278,8 +280,7 @@ export class Router {
   }
 
   /** Index in `route.arms` of the bandit's best arm for class `size`, asked again only once its estimates or masks changed. */
-  private choose (route: Route, peer: string, size: SizeClass): number {
-    const now = performance.now()
+  private choose (route: Route, peer: string, size: SizeClass, now: number): number {
     if (route.banditVersion !== this.bandit.version || now - route.chosenAt > CHOICE_MS) {
       route.banditVersion = this.bandit.version
       route.chosenAt = now
@@ -321,8 +322,7 @@ export class Router {
     }
   }
 
-  private probe (session: PeerSession, arms: Link[], size: SizeClass): void {
-    const now = performance.now()
+  private probe (session: PeerSession, arms: Link[], size: SizeClass, now: number): void {
     let next = this.nextProbeAt.get(session.name)
     if (next == null) this.nextProbeAt.set(session.name, next = [0, 0, 0])
     if (now < next[size]) return
