@@ -43,6 +43,15 @@ export function median (values: number[]): number {
   return percentile([...values].sort((a, b) => a - b), 0.5)
 }
 
+/** A positive integer from the environment variable `name`, `fallback` when it is unset; anything else throws. */
+export function positiveIntFromEnv (name: string, fallback: number): number {
+  const raw = process.env[name]
+  if (raw == null || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`)
+  return value
+}
+
 /** `rows` under `header` in aligned columns: the first `left` columns to the left, the rest to the right. */
 export function textTable (header: string[], rows: string[][], left = 1): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))

@@ -17,7 +17,7 @@
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
-import { machineFacts, median, nowMs, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type Stack } from './harness.js'
+import { machineFacts, median, nowMs, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type Stack } from './harness.js'
 import { pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
@@ -198,14 +198,6 @@ function table (results: StackResult[]): string {
 
 function ratio (a: number | undefined, b: number | undefined): number | undefined {
   return a != null && b != null && b !== 0 ? a / b : undefined
-}
-
-function positiveIntFromEnv (name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw == null || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`)
-  return value
 }
 
 async function main (): Promise<void> {

@@ -22,6 +22,11 @@ async function echoChecked (client: EchoClient, payload: Uint8Array): Promise<vo
   }
 }
 
+/** Up to `count` echoes of `payload`, stopping at `endMs`: the warm-up before a measurement's samples. */
+async function warmUp (client: EchoClient, payload: Uint8Array, count: number, endMs: number): Promise<void> {
+  for (let i = 0; i < count && nowMs() < endMs; i++) await echoChecked(client, payload)
+}
+
 /** One echo compared byte for byte: each stack must really carry the payload, not just its length. */
 export async function verifyEcho (client: EchoClient, bytes: number): Promise<void> {
   const payload = payloadOf(bytes)
@@ -58,8 +63,7 @@ export interface RoundTripResult {
 export async function roundTrip (client: EchoClient, opts: RoundTripOptions): Promise<RoundTripResult> {
   const payload = payloadOf(opts.payloadBytes)
   const deadline = nowMs() + opts.capMs
-  const warmEnd = Math.min(deadline, nowMs() + opts.warmupMs)
-  for (let i = 0; i < opts.warmup && nowMs() < warmEnd; i++) await echoChecked(client, payload)
+  await warmUp(client, payload, opts.warmup, Math.min(deadline, nowMs() + opts.warmupMs))
   const us: number[] = []
   while (us.length < opts.calls && nowMs() < deadline) {
     const t0 = nowMs()
@@ -153,8 +157,7 @@ export async function throughput (client: EchoClient, opts: ThroughputOptions): 
   const coldStart = nowMs()
   await verifyEcho(client, opts.payloadBytes) // also the warm-up: buffers, windows and JIT
   const coldMbPerSec = echoMbPerSec(payload.byteLength, coldStart)
-  const warmEnd = Math.min(deadline, nowMs() + opts.warmupMs)
-  for (let i = 0; i < opts.warmup && nowMs() < warmEnd; i++) await echoChecked(client, payload)
+  await warmUp(client, payload, opts.warmup, Math.min(deadline, nowMs() + opts.warmupMs))
   const samples: number[] = []
   while (samples.length < opts.repetitions && nowMs() < deadline) {
     const t0 = nowMs()

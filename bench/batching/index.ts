@@ -22,7 +22,7 @@ import '../../src/transports/tcp/polyfill.js'
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Rpc, tensor, type Tensor } from '../../src/index.js'
-import { machineFacts, median, nowMs, percentile, textTable, withDeadline, writeReport } from '../harness.js'
+import { machineFacts, median, nowMs, percentile, positiveIntFromEnv, textTable, withDeadline, writeReport } from '../harness.js'
 
 const WIDTH = 256
 const CALLERS = 64
@@ -32,7 +32,7 @@ const KERNEL_WAIT_MS = 1
 /** A partial batch waits at most this long; 64 callers never fill a batch of 128. */
 const MAX_WAIT_MS = 2
 const CONFIG = {
-  rounds: Number(process.env.BENCH_ROUNDS ?? 2),
+  rounds: positiveIntFromEnv('BENCH_ROUNDS', 2),
   /** Each measurement stops at this many calls or this much time, whichever comes first. */
   maxCalls: 40_000,
   measureMs: 2_500,

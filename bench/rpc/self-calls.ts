@@ -14,11 +14,11 @@
  */
 import '../../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { Rpc } from '../../src/index.js'
-import { machineFacts, median, nowMs, textTable, writeReport } from '../harness.js'
+import { machineFacts, median, nowMs, positiveIntFromEnv, textTable, writeReport } from '../harness.js'
 
 const IN_FLIGHT = 64
 const CONFIG = {
-  rounds: Number(process.env.BENCH_ROUNDS ?? 5),
+  rounds: positiveIntFromEnv('BENCH_ROUNDS', 5),
   warmupCalls: 20_000,
   /** Each round stops at this many calls or this much time, whichever comes first. */
   calls: 200_000,
