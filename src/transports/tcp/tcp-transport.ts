@@ -25,6 +25,7 @@ import { loopSpinner } from '../loop-spinner.js'
 import { RpcError } from '../../errors/rpc-error.js'
 import { newLinkStats, type Link, type LinkStats, type Transport } from '../transport.js'
 import { fromMultiaddr, toMultiaddr } from './address.js'
+import { quietNoiseLengths } from './noise-length.js'
 
 const log = logger('cohort:tcp')
 
@@ -151,6 +152,7 @@ class TcpLink implements Link {
     this.inbox = new FrameInbox(log, this.remotePeerId)
     this.remoteAddress = fromMultiaddr(connection.remoteAddr)
     this.reader = new FrameReader(maxFrameBytes)
+    quietNoiseLengths(connection)
     this.maxQueuedBytes = 2 * maxFrameBytes
     // Frames up to the limit may be in flight while we are busy; let libp2p hold them.
     stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, maxFrameBytes + 1024 * 1024)
