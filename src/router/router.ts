@@ -36,6 +36,8 @@ import { LatencyBandit, PROBE_BYTES, sizeClassOf, type ArmInfo, type SizeClass }
 
 const log = logger('cohort:router')
 
+const RESOLVED = Promise.resolve()
+
 const PROBE_INTERVAL_MS = [100, 1000, 2000]
 /** Probes remembered for their PONG at most; beyond, the oldest are let go. */
 const MAX_TRACKED = 65_536
@@ -160,9 +162,11 @@ export class Router {
       this.counters.loopbackFrames++
       // Now, not in the microtask: the caller may change its buffers once we return.
       const inline = inlineFrame(frame)
-      queueMicrotask(() => {
+      // A plain promise job, not queueMicrotask, which makes an AsyncResource for each
+      // (a fifth of a self-call's CPU in a profile); the callback never throws.
+      RESOLVED.then(() => {
         try {
-          this.receive(this.self, decodeValue(inline.subarray(HEADER_BYTES)) as unknown[])
+          this.receive(this.self, decodeValue(new Uint8Array(inline.buffer, inline.byteOffset + HEADER_BYTES, inline.byteLength - HEADER_BYTES)) as unknown[])
         } catch (err) {
           log.error('loopback frame failed: %e', err)
         }
