@@ -18,7 +18,7 @@
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
 import { machineFacts, median, nowMs, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type Stack } from './harness.js'
-import { pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
+import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
 const MiB = 1024 * 1024
@@ -30,13 +30,15 @@ const CONFIG = {
   pipelined: { payloadBytes: 64, inFlight: 64, warmup: 3000, calls: 30_000, capMs: 8_000 },
   throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 500, repetitions: 15, capMs: 6_000 },
   throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },
+  /** After the rounds: cohort and the bare libp2p stream, round trips in alternating blocks (see interleavedRoundTrips). */
+  interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 15, capMs: 15_000 },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
   /** No new round starts if, at the pace of the last one, it would end past this much time. */
-  roundsBudgetMs: 150_000,
+  roundsBudgetMs: 140_000,
   /** Hard limit for the whole run. */
-  totalCapMs: 175_000
+  totalCapMs: 178_000
 }
 
 /** One stack's figures from one round. */
@@ -150,6 +152,46 @@ async function runStack (stack: Stack, round: number): Promise<StackRun> {
   return run
 }
 
+interface InterleavedRun {
+  stacks: string[]
+  results?: Record<string, RoundTripResult>
+  errors: string[]
+}
+
+/**
+ * The TCP round trip of cohort and the bare libp2p stream measured together: both pairs
+ * connected at once, blocks of calls taken in turn. The rounds above measure one stack
+ * after another, and their p50s drift apart with the machine's load.
+ */
+async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
+  const run: InterleavedRun = { stacks: stacks.map(s => s.id), errors: [] }
+  const { blockCalls, blocks } = CONFIG.interleaved
+  log(`interleaved round trips: ${stacks.map(s => s.label).join(', ')} (blocks of ${blockCalls} calls in turn, ${blocks} each)`)
+  const servers: Awaited<ReturnType<typeof spawnServer>>[] = []
+  const clients: EchoClient[] = []
+  try {
+    for (const stack of stacks) {
+      const server = await spawnServer(stack.id)
+      servers.push(server)
+      const client = await withDeadline(stack.connect(server.address), CONFIG.connectCapMs, `connect ${stack.id}`)
+      clients.push(client)
+      await withDeadline(verifyEcho(client, 64), CONFIG.connectCapMs, `first call ${stack.id}`)
+    }
+    const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
+    run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
+    for (const stack of stacks) log(`    ${stack.label}: ${describe(run.results[stack.id])}`)
+  } catch (err) {
+    run.errors.push((err as Error).message)
+    log(`    FAILED ${(err as Error).message}`)
+  } finally {
+    for (const client of clients) await withDeadline(client.close(), 5_000, 'client close()').catch((err: Error) => { run.errors.push(err.message) })
+    for (const server of servers) {
+      if (await server.stop() === 'killed') run.errors.push('server process did not exit after close(); killed')
+    }
+  }
+  return run
+}
+
 function summarize (runs: StackRun[]): Summary {
   const med = (pick: (r: StackRun) => number | undefined): number | undefined => {
     const values = runs.map(pick).filter((v): v is number => v != null && Number.isFinite(v))
@@ -239,6 +281,11 @@ async function main (): Promise<void> {
   }
   const ratios = ratiosOf('cohort')
   const spinRatios = ratiosOf('cohort-spin')
+  const pairStacks = CONFIG.interleaved.stacks.filter(id => stacks.some(s => s.id === id)).map(stackById)
+  const interleaved = pairStacks.length === CONFIG.interleaved.stacks.length ? await runInterleaved(pairStacks) : undefined
+  const [cohortId, bareId] = CONFIG.interleaved.stacks
+  const interleavedP50 = ratio(interleaved?.results?.[cohortId]?.p50Us, interleaved?.results?.[bareId]?.p50Us)
+  const interleavedP99 = ratio(interleaved?.results?.[cohortId]?.p99Us, interleaved?.results?.[bareId]?.p99Us)
 
   console.log('')
   console.log(`Client and server in two Node processes on this host (TCP stacks on loopback; shm and unix socket same-host); each figure is the median of ${roundsRun} round(s).`)
@@ -250,7 +297,13 @@ async function main (): Promise<void> {
   const times = (r: number | undefined): string => r == null ? 'n/a' : `${fmt(r, 2)}x`
   console.log(`cohort / bare libp2p:  p50 ${times(ratios.p50)} (higher = cohort slower)   calls/s ${times(ratios.callsPerSec)} (lower = cohort slower)`)
   if (spinRatios.p50 != null) console.log(`cohort spin: true / bare libp2p:  p50 ${times(spinRatios.p50)}   p99 ${times(spinRatios.p99)}   calls/s ${times(spinRatios.callsPerSec)}`)
+  if (interleaved?.results != null) {
+    const c = interleaved.results[cohortId]
+    const b = interleaved.results[bareId]
+    console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleavedP50)}   p99 ${times(interleavedP99)}`)
+  }
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
+  for (const e of interleaved?.errors ?? []) console.log(`! interleaved round trips: ${e}`)
   for (const u of unhandled) console.log(`! unhandled rejection: ${u}`)
 
   const report = {
@@ -268,10 +321,11 @@ async function main (): Promise<void> {
     results,
     ratiosCohortOverBareLibp2p: ratios,
     ratiosCohortSpinOverBareLibp2p: spinRatios,
+    interleavedRoundTrip: interleaved == null ? undefined : { ...interleaved, p50Ratio: interleavedP50, p99Ratio: interleavedP99 },
     unhandledRejections: unhandled
   }
   console.log(`\nwrote ${writeReport('bench', started, report, true)} and latest.json`)
-  if (unhandled.length > 0 || results.some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
+  if (unhandled.length > 0 || (interleaved?.errors.length ?? 0) > 0 || results.some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
 }
 
 main().then(() => {

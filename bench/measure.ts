@@ -70,6 +70,10 @@ export async function roundTrip (client: EchoClient, opts: RoundTripOptions): Pr
     await echoChecked(client, payload)
     us.push((nowMs() - t0) * 1000)
   }
+  return roundTripResult(us)
+}
+
+function roundTripResult (us: number[]): RoundTripResult {
   us.sort((a, b) => a - b)
   return {
     p50Us: percentile(us, 0.5),
@@ -79,6 +83,42 @@ export async function roundTrip (client: EchoClient, opts: RoundTripOptions): Pr
     maxUs: us[us.length - 1],
     samples: us.length
   }
+}
+
+export interface InterleavedOptions {
+  payloadBytes: number
+  /** Warm-up calls of each client, and at most how long each client's may take. */
+  warmup: number
+  warmupMs: number
+  /** Calls in a row on one client before the next client's turn... */
+  blockCalls: number
+  /** ...and turns of every client. */
+  blocks: number
+  capMs: number
+}
+
+/**
+ * The round trip of several clients at once, each measured in short blocks taken in turn
+ * (A B C, B C A, C A B, ...), so that whatever else the machine does in those seconds
+ * falls on every client alike. Measured one after the other, a stack's p50 moved by 20%
+ * and more between runs a minute apart on this VM, enough to turn a ratio either way.
+ */
+export async function interleavedRoundTrips (clients: EchoClient[], opts: InterleavedOptions): Promise<RoundTripResult[]> {
+  const payload = payloadOf(opts.payloadBytes)
+  const deadline = nowMs() + opts.capMs
+  for (const client of clients) await warmUp(client, payload, opts.warmup, Math.min(deadline, nowMs() + opts.warmupMs))
+  const us: number[][] = clients.map(() => [])
+  for (let block = 0; block < opts.blocks && nowMs() < deadline; block++) {
+    for (let turn = 0; turn < clients.length; turn++) {
+      const index = (block + turn) % clients.length
+      for (let i = 0; i < opts.blockCalls; i++) {
+        const t0 = nowMs()
+        await echoChecked(clients[index], payload)
+        us[index].push((nowMs() - t0) * 1000)
+      }
+    }
+  }
+  return us.map(roundTripResult)
 }
 
 export interface PipelinedOptions {
