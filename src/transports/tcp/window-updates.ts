@@ -35,7 +35,7 @@ interface YamuxWindow {
   sendWindowUpdate: () => void
 }
 
-/** True when the stream now sends window updates only once half its window is used. */
+/** True when the stream now sends a window update only once it owes OWED_BYTES of credit. */
 export function lazyWindowUpdates (stream: Stream): boolean {
   if (!(stream instanceof YamuxStream)) return false
   const window = stream as unknown as YamuxWindow
