@@ -17,7 +17,7 @@
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
-import { machineFacts, median, nowMs, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type Stack } from './harness.js'
+import { machineFacts, median, nowMs, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
 import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
@@ -109,6 +109,30 @@ async function section<T> (run: StackRun, name: string, capMs: number, measure: 
   }
 }
 
+/**
+ * A client of `stack` connected to `server`, then checked with one echo, each within the
+ * connect cap. `connected` gets the client before the check, so the caller closes it
+ * whether or not the check passes.
+ */
+async function connectChecked (stack: Stack, server: ServerProcess, connected: (client: EchoClient) => void): Promise<EchoClient> {
+  const client = await withDeadline(stack.connect(server.address), CONFIG.connectCapMs, `connect ${stack.id}`)
+  connected(client)
+  await withDeadline(verifyEcho(client, 64), CONFIG.connectCapMs, `first call ${stack.id}`)
+  return client
+}
+
+/** Closes a client within 5 s; a failure or overrun goes into `errors`. */
+async function closeClient (client: EchoClient, errors: string[]): Promise<void> {
+  await withDeadline(client.close(), 5_000, 'client close()').catch((err: Error) => { errors.push(err.message) })
+}
+
+/** Stops a server process; one that had to be killed goes into `errors`. */
+async function stopServer (server: ServerProcess, errors: string[]): Promise<'exited' | 'killed'> {
+  const exit = await server.stop()
+  if (exit === 'killed') errors.push('server process did not exit after close(); killed')
+  return exit
+}
+
 /** One round of one stack: a fresh server process, a fresh client, every section. */
 async function runStack (stack: Stack, round: number): Promise<StackRun> {
   const run: StackRun = { round, errors: [] }
@@ -124,9 +148,7 @@ async function runStack (stack: Stack, round: number): Promise<StackRun> {
   let client: EchoClient | undefined
   try {
     const t0 = nowMs()
-    client = await withDeadline(stack.connect(server.address), CONFIG.connectCapMs, 'connect')
-    const c = client
-    await withDeadline(verifyEcho(c, 64), CONFIG.connectCapMs, 'first call')
+    const c = await connectChecked(stack, server, connected => { client = connected })
     run.connectMs = nowMs() - t0
     log(`    connected to ${server.address} (server pid ${server.pid}) in ${run.connectMs.toFixed(1)} ms`)
     run.roundTrip64B = await section(run, '64 B round trip', CONFIG.roundTrip.capMs, async () => await roundTrip(c, CONFIG.roundTrip))
@@ -141,13 +163,12 @@ async function runStack (stack: Stack, round: number): Promise<StackRun> {
     if (client != null) {
       run.clientDetails = client.details?.()
       const t0 = nowMs()
-      await withDeadline(client.close(), 5_000, 'client close()').catch((err: Error) => { run.errors.push(err.message) })
+      await closeClient(client, run.errors)
       clientCloseMs = nowMs() - t0
     }
     const t0 = nowMs()
-    run.serverExit = await server.stop()
+    run.serverExit = await stopServer(server, run.errors)
     run.closeMs = { client: clientCloseMs, server: nowMs() - t0 }
-    if (run.serverExit === 'killed') run.errors.push('server process did not exit after close(); killed')
   }
   return run
 }
@@ -167,15 +188,13 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
   const run: InterleavedRun = { stacks: stacks.map(s => s.id), errors: [] }
   const { blockCalls, blocks } = CONFIG.interleaved
   log(`interleaved round trips: ${stacks.map(s => s.label).join(', ')} (blocks of ${blockCalls} calls in turn, ${blocks} each)`)
-  const servers: Awaited<ReturnType<typeof spawnServer>>[] = []
+  const servers: ServerProcess[] = []
   const clients: EchoClient[] = []
   try {
     for (const stack of stacks) {
       const server = await spawnServer(stack.id)
       servers.push(server)
-      const client = await withDeadline(stack.connect(server.address), CONFIG.connectCapMs, `connect ${stack.id}`)
-      clients.push(client)
-      await withDeadline(verifyEcho(client, 64), CONFIG.connectCapMs, `first call ${stack.id}`)
+      await connectChecked(stack, server, client => { clients.push(client) })
     }
     const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
     run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
@@ -184,10 +203,8 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
     run.errors.push((err as Error).message)
     log(`    FAILED ${(err as Error).message}`)
   } finally {
-    for (const client of clients) await withDeadline(client.close(), 5_000, 'client close()').catch((err: Error) => { run.errors.push(err.message) })
-    for (const server of servers) {
-      if (await server.stop() === 'killed') run.errors.push('server process did not exit after close(); killed')
-    }
+    for (const client of clients) await closeClient(client, run.errors)
+    for (const server of servers) await stopServer(server, run.errors)
   }
   return run
 }

@@ -22,9 +22,14 @@ async function echoChecked (client: EchoClient, payload: Uint8Array): Promise<vo
   }
 }
 
-/** Up to `count` echoes of `payload`, stopping at `endMs`: the warm-up before a measurement's samples. */
-async function warmUp (client: EchoClient, payload: Uint8Array, count: number, endMs: number): Promise<void> {
-  for (let i = 0; i < count && nowMs() < endMs; i++) await echoChecked(client, payload)
+/** Up to `count` echoes of `payload`, stopping at `endMs`: the warm-up before a measurement's samples. Returns the echoes made. */
+export async function warmUp (client: EchoClient, payload: Uint8Array, count: number, endMs: number): Promise<number> {
+  let made = 0
+  while (made < count && nowMs() < endMs) {
+    await echoChecked(client, payload)
+    made++
+  }
+  return made
 }
 
 /** One echo compared byte for byte: each stack must really carry the payload, not just its length. */

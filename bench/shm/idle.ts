@@ -16,7 +16,7 @@
 import '../../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { readFileSync } from 'node:fs'
 import { machineFacts, nowMs, spawnServer, textTable, writeReport, type Stack } from '../harness.js'
-import { payloadOf } from '../measure.js'
+import { payloadOf, warmUp } from '../measure.js'
 import { stackById } from '../tcp/stacks.js'
 
 const CONFIG = { calls: 20_000, callsCapMs: 20_000, quietMs: 1_000, restMs: 5_000 }
@@ -38,13 +38,7 @@ async function measure (stack: Stack): Promise<Row> {
   try {
     const client = await stack.connect(server.address)
     try {
-      const payload = payloadOf(64)
-      let calls = 0
-      const end = nowMs() + CONFIG.callsCapMs
-      while (calls < CONFIG.calls && nowMs() < end) {
-        await client.call(payload)
-        calls++
-      }
+      const calls = await warmUp(client, payloadOf(64), CONFIG.calls, nowMs() + CONFIG.callsCapMs)
       await new Promise(resolve => setTimeout(resolve, CONFIG.quietMs))
       const client0 = process.cpuUsage()
       const server0 = processCpuMs(server.pid)
