@@ -2,6 +2,7 @@ import test from 'ava'
 import { Packr } from 'msgpackr'
 import { Rpc } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES, isTree } from '../src/codec/frame.js'
+import { writeSmallTree } from '../src/codec/small-tree.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const samples: Array<[string, unknown]> = [
@@ -139,6 +140,54 @@ test('codec - a tree body is written as structured clone writes it; shared and c
   t.is(c, d)
   t.deepEqual(roundTrip(deep), deep)
   t.deepEqual(roundTrip(many), many)
+})
+
+test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everything else to msgpackr', t => {
+  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
+  const numbers = [0, 1, 0x1f, 0x20, 0x3f, 0x40, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1,
+    -1, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -(2 ** 31), -(2 ** 31) - 1, -0, 0.5, -1.25, Number.NaN, Number.POSITIVE_INFINITY]
+  const ascii = (length: number): string => Array.from({ length }, (_, i) => String.fromCharCode(32 + (i % 95))).join('')
+  const byteArrays = [0, 1, 63, 64, 253, 254, 255, 256, 4000].flatMap(length => [new Uint8Array(length).fill(length & 0xff), Buffer.alloc(length, 3)])
+  const written = [
+    ...numbers, ...[0, 1, 31, 32, 255].map(ascii), true, false, null, undefined,
+    [], Array.from({ length: 15 }, (_, i) => i), Array.from({ length: 16 }, (_, i) => -i), Array.from({ length: 300 }, (_, i) => i * 1000),
+    [[[[[[[1]]]]]]], [undefined, null, 'f', [new Uint8Array([1]), Buffer.from([2])]], ...byteArrays
+  ]
+  for (const value of written) {
+    const body = [FrameType.REPLY, 123456, value]
+    const frame = writeSmallTree(body, HEADER_BYTES)
+    if (frame == null) {
+      t.fail(`gave up on ${String(value)}`)
+      continue
+    }
+    const expected = structured.pack(body)
+    t.deepEqual(Buffer.from(frame.subarray(HEADER_BYTES)), Buffer.from(expected), String(value))
+    t.is(Buffer.from(frame).readUInt32BE(0), expected.byteLength)
+    t.deepEqual(decodeFrameBody(frame.subarray(HEADER_BYTES), true), decodeFrameBody(expected, true))
+  }
+  // A call as the caller sends it.
+  const call = [FrameType.CALL, 2 ** 31 - 5, 'step', [new Uint8Array(64), 0.99, [1, 2]], 30_000, 2 ** 31 - 9]
+  t.deepEqual(Buffer.from(writeSmallTree(call, HEADER_BYTES)?.subarray(HEADER_BYTES) ?? []), Buffer.from(structured.pack(call)))
+
+  const shared = [1]
+  const cyclic: unknown[] = []
+  cyclic.push(cyclic)
+  let deep: unknown[] = [1]
+  for (let i = 0; i < 8; i++) deep = [deep]
+  class Items extends Array {}
+  const left = [
+    ascii(256), 'héllo', { a: 1 }, new Map(), new Set(), new Date(0), new Float32Array(2), new ArrayBuffer(2), new Uint8Array(5000),
+    Buffer.alloc(5000), 5n, [shared, shared], cyclic, deep, Array.from({ length: 40 }, () => [1]), new Items(), () => 1, Symbol('s')
+  ]
+  for (const value of left) {
+    t.is(writeSmallTree([FrameType.REPLY, 1, value], HEADER_BYTES), undefined, typeof value === 'symbol' ? 'a symbol' : String(value))
+  }
+  // Giving up leaves nothing behind: the next frame is whole and right.
+  t.deepEqual(decodeFrameBody(encodeFrame([FrameType.REPLY, 7, [1, 'héllo']]).subarray(HEADER_BYTES)), [FrameType.REPLY, 7, [1, 'héllo']])
+  t.deepEqual(decodeFrameBody(writeSmallTree([FrameType.ACK, 8], HEADER_BYTES)?.subarray(HEADER_BYTES) ?? new Uint8Array()), [FrameType.ACK, 8])
+  // Frames carved one after another do not overlap.
+  const frames = Array.from({ length: 100 }, (_, i) => writeSmallTree([FrameType.REPLY, i, ascii(200)], HEADER_BYTES))
+  frames.forEach((frame, i) => { t.deepEqual(decodeFrameBody(frame?.subarray(HEADER_BYTES) ?? new Uint8Array()), [FrameType.REPLY, i, ascii(200)]) })
 })
 
 test('codec - small frames after a large one are not carved out of its buffer', t => {

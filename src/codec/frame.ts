@@ -21,6 +21,7 @@ import { RpcError } from '../errors/rpc-error.js'
 import { adoptTensors } from '../tensor/tensor.js'
 import { registerTensorExtension } from './tensor-extension.js'
 import { registerTypedArrays } from './typed-arrays.js'
+import { writeSmallTree } from './small-tree.js'
 import * as outOfBand from './out-of-band.js'
 
 export const PROTOCOL_VERSION = 1
@@ -125,6 +126,8 @@ export interface EncodeOptions {
 
 /** Encodes one frame body as header + body bytes, ready for a link. */
 export function encodeFrame (body: unknown[], options?: EncodeOptions): Uint8Array {
+  const small = writeSmallTree(body, HEADER_BYTES)
+  if (small != null) return small
   const adopted = adoptTensors(body) as unknown[]
   if (options?.outOfBand !== true) return encodeInline(adopted)
   const parts: Uint8Array[] = []
