@@ -2,7 +2,7 @@ import test from 'ava'
 import { Packr } from 'msgpackr'
 import { Rpc } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES, isTree } from '../src/codec/frame.js'
-import { writeSmallTree } from '../src/codec/small-tree.js'
+import { readSmallTree, writeSmallTree } from '../src/codec/small-tree.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const samples: Array<[string, unknown]> = [
@@ -188,6 +188,67 @@ test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everyth
   // Frames carved one after another do not overlap.
   const frames = Array.from({ length: 100 }, (_, i) => writeSmallTree([FrameType.REPLY, i, ascii(200)], HEADER_BYTES))
   frames.forEach((frame, i) => { t.deepEqual(decodeFrameBody(frame?.subarray(HEADER_BYTES) ?? new Uint8Array()), [FrameType.REPLY, i, ascii(200)]) })
+})
+
+test('codec - the small-tree reader reads what msgpackr reads, and leaves the rest to it', t => {
+  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
+  const copying = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true, copyBuffers: true })
+  let seed = 12345
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return seed % n
+  }
+  const leaf = (): unknown => {
+    switch (random(12)) {
+      case 0: return random(2 ** 31) - 2 ** 30
+      case 1: return random(300) - 150
+      case 2: return random(2 ** 31) * 3
+      case 3: return random(1000) / 7
+      case 4: return 'abcdefghijklmnopqrstuvwxyz0123456789'.slice(0, random(36))
+      case 5: return 'ünï'
+      case 6: return random(2) === 0
+      case 7: return random(2) === 0 ? null : undefined
+      case 8: return new Uint8Array(random(300)).fill(random(256))
+      case 9: return Buffer.alloc(random(300), random(256))
+      case 10: return { k: random(9) }
+      default: return new Float32Array(random(4))
+    }
+  }
+  const tree = (depth: number): unknown[] => Array.from({ length: random(6) }, () => depth < 3 && random(4) === 0 ? tree(depth + 1) : leaf())
+  const decoders: Array<[boolean, Packr]> = [[false, structured], [true, copying]]
+  let read = 0
+  let mutantsRead = 0
+  for (let i = 0; i < 2000; i++) {
+    const body = structured.pack([FrameType.REPLY, i, ...tree(0)])
+    for (const [copy, packr] of decoders) {
+      const expected = packr.unpack(body)
+      const fast = readSmallTree(body, copy)
+      if (fast == null) continue
+      read++
+      t.deepEqual(fast, expected)
+      // deepEqual does not compare a Buffer with a Uint8Array by kind: look at each byte value.
+      const kinds = (value: unknown): unknown => Array.isArray(value) ? value.map(kinds) : (value as object)?.constructor?.name
+      t.deepEqual(kinds(fast), kinds(expected))
+    }
+    // A byte changed or the body cut short: the reader reads what msgpackr reads, or gives up.
+    const mutant = Buffer.from(random(2) === 0 ? body : body.subarray(0, random(body.length)))
+    if (mutant.length > 0 && random(2) === 0) mutant[random(mutant.length)] = random(256)
+    const fast = readSmallTree(mutant, true)
+    if (fast == null) continue
+    mutantsRead++
+    t.deepEqual(fast, copying.unpack(mutant))
+  }
+  t.true(read > 1000, `${read} bodies read`)
+  t.true(mutantsRead > 100, `${mutantsRead} changed bodies read`)
+  // A typed array and a copied bin own their memory: the body is reused after a decode.
+  const body = structured.pack([FrameType.REPLY, 1, new Uint8Array([5, 6]), Buffer.from([7])])
+  const [, , bytes, bin] = readSmallTree(body, true) as [number, number, Uint8Array, Uint8Array]
+  body.fill(0)
+  t.deepEqual([...bytes, ...bin], [5, 6, 7])
+  t.true(bytes.byteOffset === 0 && bytes.buffer.byteLength === 2)
+  // Not an array at the top, or bytes left over: msgpackr's to judge.
+  t.is(readSmallTree(structured.pack(5), true), undefined)
+  t.is(readSmallTree(Buffer.from([0x91, 1, 2]), true), undefined)
 })
 
 test('codec - small frames after a large one are not carved out of its buffer', t => {

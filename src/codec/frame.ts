@@ -21,7 +21,7 @@ import { RpcError } from '../errors/rpc-error.js'
 import { adoptTensors } from '../tensor/tensor.js'
 import { registerTensorExtension } from './tensor-extension.js'
 import { registerTypedArrays } from './typed-arrays.js'
-import { writeSmallTree } from './small-tree.js'
+import { readSmallTree, writeSmallTree } from './small-tree.js'
 import * as outOfBand from './out-of-band.js'
 
 export const PROTOCOL_VERSION = 1
@@ -275,6 +275,8 @@ export class FrameReader {
  * the result refers to `body`'s memory, so it may be overwritten at once.
  */
 export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
+  const small = readSmallTree(body, copy)
+  if (small != null) return checkFrame(small)
   let frame: unknown
   try {
     frame = (copy ? copyingPackr : packr).unpack(body)

@@ -207,3 +207,138 @@ function putBytes (bytes: Uint8Array, bin: boolean): boolean {
   at += length
   return true
 }
+
+/** What a reader returns for anything outside small trees. */
+const GIVE_UP = Symbol('give up')
+const NO_BYTES = new Uint8Array(0)
+let src: Uint8Array = NO_BYTES
+let from = 0
+let srcEnd = 0
+let copyBytes = false
+/** Made for the current body at its first float64. */
+let floats: DataView | undefined
+
+/**
+ * Reads a frame body that is a small tree (an array of the kinds the writer writes, with
+ * fixstr strings only), as msgpackr reads it with the body options of frame.ts: the same
+ * values of the same kinds (typed arrays always copied, bin copied with `copy`, a view of
+ * `body` without). Undefined for anything else, including bytes that are not msgpack at
+ * all: msgpackr then reads the body and says what is wrong with it.
+ */
+export function readSmallTree (body: Uint8Array, copy: boolean): unknown[] | undefined {
+  src = body
+  from = 0
+  srcEnd = body.byteLength
+  copyBytes = copy
+  floats = undefined
+  const value = get(0)
+  const whole = from === srcEnd
+  src = NO_BYTES
+  floats = undefined
+  return whole && Array.isArray(value) ? value : undefined
+}
+
+function get (depth: number): unknown {
+  if (from >= srcEnd) return GIVE_UP
+  const token = src[from++]
+  if (token < 0x40) return token
+  if (token >= 0xe0) return token - 0x100
+  if ((token & 0xf0) === 0x90) return getArray(token & 0x0f, depth)
+  if ((token & 0xe0) === 0xa0) return getString(token & 0x1f)
+  switch (token) {
+    case 0xc0: return null
+    case 0xc2: return false
+    case 0xc3: return true
+    case 0xcc:
+      if (from + 1 > srcEnd) return GIVE_UP
+      return src[from++]
+    case 0xcd:
+      if (from + 2 > srcEnd) return GIVE_UP
+      from += 2
+      return (src[from - 2] << 8) | src[from - 1]
+    case 0xce:
+      if (from + 4 > srcEnd) return GIVE_UP
+      from += 4
+      return src[from - 4] * 0x1000000 + ((src[from - 3] << 16) | (src[from - 2] << 8) | src[from - 1])
+    case 0xd0:
+      if (from + 1 > srcEnd) return GIVE_UP
+      return (src[from++] << 24) >> 24
+    case 0xd1:
+      if (from + 2 > srcEnd) return GIVE_UP
+      from += 2
+      return (((src[from - 2] << 8) | src[from - 1]) << 16) >> 16
+    case 0xd2:
+      if (from + 4 > srcEnd) return GIVE_UP
+      from += 4
+      return (src[from - 4] << 24) | (src[from - 3] << 16) | (src[from - 2] << 8) | src[from - 1]
+    case 0xcb:
+      if (from + 8 > srcEnd) return GIVE_UP
+      floats ??= new DataView(src.buffer, src.byteOffset, src.byteLength)
+      from += 8
+      return floats.getFloat64(from - 8)
+    case 0xd4:
+      // fixext 1 of type 0 (its one byte ignored): undefined.
+      if (from + 2 > srcEnd || src[from] !== 0) return GIVE_UP
+      from += 2
+      return undefined
+    case 0xdc:
+      if (from + 2 > srcEnd) return GIVE_UP
+      from += 2
+      return getArray((src[from - 2] << 8) | src[from - 1], depth)
+    case 0xc4:
+      if (from + 1 > srcEnd) return GIVE_UP
+      return getBin(src[from++])
+    case 0xc5:
+      if (from + 2 > srcEnd) return GIVE_UP
+      from += 2
+      return getBin((src[from - 2] << 8) | src[from - 1])
+    case 0xc7:
+      if (from + 2 > srcEnd) return GIVE_UP
+      from += 1
+      return getUint8Array(src[from - 1])
+    case 0xc8:
+      if (from + 3 > srcEnd) return GIVE_UP
+      from += 2
+      return getUint8Array((src[from - 2] << 8) | src[from - 1])
+    default:
+      return GIVE_UP
+  }
+}
+
+function getArray (length: number, depth: number): unknown {
+  if (depth === MAX_DEPTH || length > srcEnd - from) return GIVE_UP
+  const array: unknown[] = new Array(length)
+  for (let i = 0; i < length; i++) {
+    const item = get(depth + 1)
+    if (item === GIVE_UP) return GIVE_UP
+    array[i] = item
+  }
+  return array
+}
+
+/** A fixstr of ASCII (msgpackr would read the same characters). */
+function getString (length: number): unknown {
+  if (from + length > srcEnd) return GIVE_UP
+  let out = ''
+  for (let i = from; i < from + length; i++) {
+    const code = src[i]
+    if (code >= 0x80) return GIVE_UP
+    out += String.fromCharCode(code)
+  }
+  from += length
+  return out
+}
+
+function getBin (length: number): unknown {
+  if (from + length > srcEnd) return GIVE_UP
+  from += length
+  // As msgpackr: with copy, the copying slice of a Uint8Array (of the body's kind), else a view.
+  return copyBytes ? Uint8Array.prototype.slice.call(src, from - length, from) : src.subarray(from - length, from)
+}
+
+/** ext 0x74 of `length` bytes, kind 1 first: a Uint8Array copy over a buffer of its own (as typed-arrays.ts reads it). */
+function getUint8Array (length: number): unknown {
+  if (src[from] !== TYPED_ARRAY_EXTENSION || length < 1 || from + 1 + length > srcEnd || src[from + 1] !== UINT8_ARRAY_KIND) return GIVE_UP
+  from += 1 + length
+  return new Uint8Array(src.buffer, src.byteOffset + from - length + 1, length - 1).slice()
+}
