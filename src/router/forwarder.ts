@@ -34,7 +34,7 @@ import { publicKeyFromProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { Packr } from 'msgpackr'
-import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../codec/frame.js'
+import { decodeFrameBody, encodeFrame, FrameType, HEADER_BYTES } from '../codec/frame.js'
 import type { Membership } from '../cohort/membership/membership.js'
 import { recordToWire } from '../cohort/membership/peer-record.js'
 
@@ -138,7 +138,7 @@ export class Forwarder {
     }
     let decoded: unknown
     try {
-      decoded = decodeValue(inner.subarray(HEADER_BYTES))
+      decoded = decodeFrameBody(inner.subarray(HEADER_BYTES))
     } catch {}
     if (!Array.isArray(decoded) || typeof decoded[0] !== 'number' || decoded[0] === FrameType.FORWARD || decoded[0] === FrameType.GOSSIP ||
         decoded[0] === FrameType.HELLO || decoded[0] === FrameType.GOODBYE) {

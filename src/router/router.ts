@@ -26,7 +26,7 @@
  * timed.
  */
 import { logger } from '@libp2p/logger'
-import { decodeValue, encodeFrame, frameBytes, FrameType, HEADER_BYTES, inlineFrame } from '../codec/frame.js'
+import { decodeFrameBody, encodeFrame, frameBytes, FrameType, HEADER_BYTES, inlineFrame } from '../codec/frame.js'
 import type { CallTable } from '../calls/call-table.js'
 import type { CallerSlot, Dispatcher } from '../endpoints/dispatcher.js'
 import type { PeerDirectory, PeerSession } from '../cohort/peer-directory.js'
@@ -166,7 +166,7 @@ export class Router {
       // (a fifth of a self-call's CPU in a profile); the callback never throws.
       RESOLVED.then(() => {
         try {
-          this.receive(this.self, decodeValue(new Uint8Array(inline.buffer, inline.byteOffset + HEADER_BYTES, inline.byteLength - HEADER_BYTES)) as unknown[])
+          this.receive(this.self, decodeFrameBody(new Uint8Array(inline.buffer, inline.byteOffset + HEADER_BYTES, inline.byteLength - HEADER_BYTES)))
         } catch (err) {
           log.error('loopback frame failed: %e', err)
         }
