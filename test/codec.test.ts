@@ -2,7 +2,7 @@ import test from 'ava'
 import { Packr } from 'msgpackr'
 import { Rpc } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES, isTree } from '../src/codec/frame.js'
-import { readSmallTree, writeSmallTree } from '../src/codec/small-tree.js'
+import { readSmallTree, resetSmallTreeMisses, writeSmallTree } from '../src/codec/small-tree.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const samples: Array<[string, unknown]> = [
@@ -151,17 +151,24 @@ test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everyth
   const written = [
     ...numbers, ...[0, 1, 31, 32, 255].map(ascii), true, false, null, undefined,
     [], Array.from({ length: 15 }, (_, i) => i), Array.from({ length: 16 }, (_, i) => -i), Array.from({ length: 300 }, (_, i) => i * 1000),
-    [[[[[[[1]]]]]]], [undefined, null, 'f', [new Uint8Array([1]), Buffer.from([2])]], ...byteArrays
+    [[[[[[[1]]]]]]], [undefined, null, 'f', [new Uint8Array([1]), Buffer.from([2])]], ...byteArrays,
+    {}, { a: 1 }, { obs: new Float32Array([1, 2]), reward: 0.5, done: false, info: { step: 3 } },
+    [{ a: 1, b: 2 }, { a: 3, b: 4 }, { b: 5, a: 6 }, { a: 7 }, { a: { a: { c: [] } } }], { 2: 'two', 1: 'one', x: 'x' },
+    Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])), Array.from({ length: 30 }, (_, i) => ({ [`shape${i}`]: i })),
+    new Int8Array([-1, 1]), new Uint8ClampedArray([255]), new Int16Array([-300]), new Uint16Array([60000]), new Int32Array([-1]),
+    new Uint32Array([2 ** 32 - 1]), new Float32Array([Math.PI]), new Float64Array([Math.E, -0]), new BigInt64Array([-5n]), new BigUint64Array([5n]),
+    new Float32Array(new ArrayBuffer(20), 4, 3), new Float64Array(0)
   ]
+  resetSmallTreeMisses()
   for (const value of written) {
     const body = [FrameType.REPLY, 123456, value]
     const frame = writeSmallTree(body, HEADER_BYTES)
     if (frame == null) {
-      t.fail(`gave up on ${String(value)}`)
+      t.fail(`gave up on written[${written.indexOf(value)}]`)
       continue
     }
     const expected = structured.pack(body)
-    t.deepEqual(Buffer.from(frame.subarray(HEADER_BYTES)), Buffer.from(expected), String(value))
+    t.deepEqual(Buffer.from(frame.subarray(HEADER_BYTES)), Buffer.from(expected), `written[${written.indexOf(value)}]`)
     t.is(Buffer.from(frame).readUInt32BE(0), expected.byteLength)
     t.deepEqual(decodeFrameBody(frame.subarray(HEADER_BYTES), true), decodeFrameBody(expected, true))
   }
@@ -175,16 +182,30 @@ test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everyth
   let deep: unknown[] = [1]
   for (let i = 0; i < 8; i++) deep = [deep]
   class Items extends Array {}
+  const sharedObject = { a: 1 }
   const left = [
-    ascii(256), 'héllo', { a: 1 }, new Map(), new Set(), new Date(0), new Float32Array(2), new ArrayBuffer(2), new Uint8Array(5000),
-    Buffer.alloc(5000), 5n, [shared, shared], cyclic, deep, Array.from({ length: 40 }, () => [1]), new Items(), () => 1, Symbol('s')
+    ascii(256), 'héllo', new Map(), new Set(), new Date(0), new ArrayBuffer(2), new DataView(new ArrayBuffer(2)), new Uint8Array(5000),
+    Buffer.alloc(5000), new Float64Array(600), 5n, [shared, shared], [sharedObject, sharedObject], cyclic, deep, { a: deep },
+    Array.from({ length: 40 }, () => [1]), Array.from({ length: 33 }, (_, i) => ({ [`shape${i}`]: i })), new Items(), () => 1, Symbol('s'),
+    { dtype: 'float32', shape: [2], data: new Float32Array(2) }, { type: 'float32', dims: [1], data: new Float32Array(1) },
+    JSON.parse('{"__proto__": 1}'), { hasOwnProperty: 1 }, Object.create(null), { é: 1 }, { a: new Date(0) }, new (class Point { x = 1 })()
   ]
-  for (const value of left) {
-    t.is(writeSmallTree([FrameType.REPLY, 1, value], HEADER_BYTES), undefined, typeof value === 'symbol' ? 'a symbol' : String(value))
-  }
+  left.forEach((value, i) => {
+    resetSmallTreeMisses()
+    t.is(writeSmallTree([FrameType.REPLY, 1, value], HEADER_BYTES), undefined, `left[${i}]`)
+  })
+  resetSmallTreeMisses()
   // Giving up leaves nothing behind: the next frame is whole and right.
   t.deepEqual(decodeFrameBody(encodeFrame([FrameType.REPLY, 7, [1, 'héllo']]).subarray(HEADER_BYTES)), [FrameType.REPLY, 7, [1, 'héllo']])
   t.deepEqual(decodeFrameBody(writeSmallTree([FrameType.ACK, 8], HEADER_BYTES)?.subarray(HEADER_BYTES) ?? new Uint8Array()), [FrameType.ACK, 8])
+  // A getter that encodes a frame of its own, or throws, leaves the writer whole.
+  const nested = [1]
+  Object.defineProperty(nested, 0, { get: () => decodeFrameBody(encodeFrame([FrameType.ACK, 9]).subarray(HEADER_BYTES)) })
+  t.deepEqual(decodeFrameBody(encodeFrame([FrameType.REPLY, 10, nested]).subarray(HEADER_BYTES)), [FrameType.REPLY, 10, [[FrameType.ACK, 9]]])
+  const throwing = [1]
+  Object.defineProperty(throwing, 0, { get: () => { throw new Error('no') } })
+  t.throws(() => encodeFrame([FrameType.REPLY, 11, throwing]), { message: /no/ })
+  t.deepEqual(decodeFrameBody(encodeFrame([FrameType.REPLY, 12, [nested.length]]).subarray(HEADER_BYTES)), [FrameType.REPLY, 12, [1]])
   // Frames carved one after another do not overlap.
   const frames = Array.from({ length: 100 }, (_, i) => writeSmallTree([FrameType.REPLY, i, ascii(200)], HEADER_BYTES))
   frames.forEach((frame, i) => { t.deepEqual(decodeFrameBody(frame?.subarray(HEADER_BYTES) ?? new Uint8Array()), [FrameType.REPLY, i, ascii(200)]) })
@@ -210,11 +231,13 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
       case 7: return random(2) === 0 ? null : undefined
       case 8: return new Uint8Array(random(300)).fill(random(256))
       case 9: return Buffer.alloc(random(300), random(256))
-      case 10: return { k: random(9) }
-      default: return new Float32Array(random(4))
+      case 10: return new [Int8Array, Int16Array, Uint32Array, Float32Array, Float64Array, BigInt64Array][random(6)](random(5))
+      default: return new Map([[1, 2]])
     }
   }
-  const tree = (depth: number): unknown[] => Array.from({ length: random(6) }, () => depth < 3 && random(4) === 0 ? tree(depth + 1) : leaf())
+  const keys = ['a', 'b', 'obs', 'reward', 'x1']
+  const object = (depth: number): Record<string, unknown> => Object.fromEntries(keys.slice(random(3), 2 + random(4)).map(key => [key, depth < 3 && random(3) === 0 ? tree(depth + 1) : leaf()]))
+  const tree = (depth: number): unknown[] => Array.from({ length: random(6) }, () => depth < 3 && random(4) === 0 ? (random(2) === 0 ? tree(depth + 1) : object(depth + 1)) : leaf())
   const decoders: Array<[boolean, Packr]> = [[false, structured], [true, copying]]
   let read = 0
   let mutantsRead = 0
@@ -222,6 +245,7 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
     const body = structured.pack([FrameType.REPLY, i, ...tree(0)])
     for (const [copy, packr] of decoders) {
       const expected = packr.unpack(body)
+      resetSmallTreeMisses()
       const fast = readSmallTree(body, copy)
       if (fast == null) continue
       read++
@@ -233,6 +257,7 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
     // A byte changed or the body cut short: the reader reads what msgpackr reads, or gives up.
     const mutant = Buffer.from(random(2) === 0 ? body : body.subarray(0, random(body.length)))
     if (mutant.length > 0 && random(2) === 0) mutant[random(mutant.length)] = random(256)
+    resetSmallTreeMisses()
     const fast = readSmallTree(mutant, true)
     if (fast == null) continue
     mutantsRead++
@@ -241,6 +266,7 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
   t.true(read > 1000, `${read} bodies read`)
   t.true(mutantsRead > 100, `${mutantsRead} changed bodies read`)
   // A typed array and a copied bin own their memory: the body is reused after a decode.
+  resetSmallTreeMisses()
   const body = structured.pack([FrameType.REPLY, 1, new Uint8Array([5, 6]), Buffer.from([7])])
   const [, , bytes, bin] = readSmallTree(body, true) as [number, number, Uint8Array, Uint8Array]
   body.fill(0)
@@ -249,6 +275,36 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
   // Not an array at the top, or bytes left over: msgpackr's to judge.
   t.is(readSmallTree(structured.pack(5), true), undefined)
   t.is(readSmallTree(Buffer.from([0x91, 1, 2]), true), undefined)
+})
+
+test('codec - after a run of other bodies the small-tree codec rests, and the frames stay the same', t => {
+  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
+  resetSmallTreeMisses()
+  const object = [FrameType.REPLY, 1, new Map([[1, 2]])]
+  const tree = [FrameType.REPLY, 2, [1, 'x']]
+  // Three misses, then a tree: it is still tried, and the count starts afresh.
+  for (let i = 0; i < 3; i++) t.is(writeSmallTree(object, HEADER_BYTES), undefined)
+  t.truthy(writeSmallTree(tree, HEADER_BYTES))
+  for (let i = 0; i < 3; i++) t.is(writeSmallTree(object, HEADER_BYTES), undefined)
+  t.truthy(writeSmallTree(tree, HEADER_BYTES))
+  // Four in a row: the next 32 bodies are not tried, trees included (two a turn here), but
+  // encodeFrame writes the same bytes through msgpackr.
+  for (let i = 0; i < 4; i++) t.is(writeSmallTree(object, HEADER_BYTES), undefined)
+  for (let i = 0; i < 16; i++) {
+    t.is(writeSmallTree(tree, HEADER_BYTES), undefined)
+    t.deepEqual(Buffer.from(encodeFrame(tree).subarray(HEADER_BYTES)), Buffer.from(structured.pack(tree)))
+  }
+  t.truthy(writeSmallTree(tree, HEADER_BYTES))
+  // The reader does the same, and decodeFrameBody reads the same values either way.
+  const objectBody = structured.pack(object)
+  const treeBody = structured.pack(tree)
+  for (let i = 0; i < 4; i++) t.is(readSmallTree(objectBody, true), undefined)
+  for (let i = 0; i < 16; i++) {
+    t.is(readSmallTree(treeBody, true), undefined)
+    t.deepEqual(decodeFrameBody(treeBody, true), tree)
+  }
+  t.deepEqual(readSmallTree(treeBody, true), tree)
+  resetSmallTreeMisses()
 })
 
 test('codec - small frames after a large one are not carved out of its buffer', t => {

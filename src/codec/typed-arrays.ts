@@ -30,7 +30,7 @@ import { addExtension } from 'msgpackr'
 
 const TYPED_ARRAY_EXTENSION = 0x74
 /** In msgpackr's order of kind codes. */
-const KINDS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]
+export const KINDS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]
 const UINT8_ARRAY = KINDS.indexOf(Uint8Array)
 const ARRAY_BUFFER = 16
 const DATA_VIEW = 17
