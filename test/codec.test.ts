@@ -3,6 +3,7 @@ import { Packr } from 'msgpackr'
 import { Rpc } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, FrameReader, FrameType, HEADER_BYTES, isTree } from '../src/codec/frame.js'
 import { readSmallTree, resetSmallTreeMisses, writeSmallTree } from '../src/codec/small-tree.js'
+import { Tensor } from '../src/tensor/tensor.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
 const samples: Array<[string, unknown]> = [
@@ -157,7 +158,9 @@ test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everyth
     Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])), Array.from({ length: 30 }, (_, i) => ({ [`shape${i}`]: i })),
     new Int8Array([-1, 1]), new Uint8ClampedArray([255]), new Int16Array([-300]), new Uint16Array([60000]), new Int32Array([-1]),
     new Uint32Array([2 ** 32 - 1]), new Float32Array([Math.PI]), new Float64Array([Math.E, -0]), new BigInt64Array([-5n]), new BigUint64Array([5n]),
-    new Float32Array(new ArrayBuffer(20), 4, 3), new Float64Array(0)
+    new Float32Array(new ArrayBuffer(20), 4, 3), new Float64Array(0),
+    new Tensor('float32', [2, 2], new Float32Array([1, 2, 3, 4])), { obs: new Tensor('bigint64', [1], new BigInt64Array([7n])), step: 1 },
+    new Tensor('uint8', [0], new Uint8Array(0)), new Tensor('float64', [3], new Float64Array(new ArrayBuffer(40), 8, 3))
   ]
   resetSmallTreeMisses()
   for (const value of written) {
@@ -188,6 +191,7 @@ test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everyth
     Buffer.alloc(5000), new Float64Array(600), 5n, [shared, shared], [sharedObject, sharedObject], cyclic, deep, { a: deep },
     Array.from({ length: 40 }, () => [1]), Array.from({ length: 33 }, (_, i) => ({ [`shape${i}`]: i })), new Items(), () => 1, Symbol('s'),
     { dtype: 'float32', shape: [2], data: new Float32Array(2) }, { type: 'float32', dims: [1], data: new Float32Array(1) },
+    new Tensor('float32', [2000], new Float32Array(2000)), new Tensor('float32', [1], new Float32Array(1), 'cuda:0'),
     JSON.parse('{"__proto__": 1}'), { hasOwnProperty: 1 }, Object.create(null), { é: 1 }, { a: new Date(0) }, new (class Point { x = 1 })()
   ]
   left.forEach((value, i) => {
@@ -220,7 +224,7 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
     return seed % n
   }
   const leaf = (): unknown => {
-    switch (random(12)) {
+    switch (random(13)) {
       case 0: return random(2 ** 31) - 2 ** 30
       case 1: return random(300) - 150
       case 2: return random(2 ** 31) * 3
@@ -232,6 +236,10 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
       case 8: return new Uint8Array(random(300)).fill(random(256))
       case 9: return Buffer.alloc(random(300), random(256))
       case 10: return new [Int8Array, Int16Array, Uint32Array, Float32Array, Float64Array, BigInt64Array][random(6)](random(5))
+      case 11: {
+        const rows = random(3)
+        return new Tensor('float32', [rows, 2], new Float32Array(2 * rows).fill(rows))
+      }
       default: return new Map([[1, 2]])
     }
   }

@@ -1,12 +1,12 @@
 /**
  * The codec of most frames, both ways: a small tree of arrays, plain objects, numbers,
- * short ASCII strings, booleans, null, undefined, byte arrays and other typed arrays,
- * written as the frame in one pass byte for byte as msgpackr writes it with the body
- * options of frame.ts, and read in one pass as msgpackr reads it (the tests hold the two
- * to msgpackr's bytes and values). Anything else (a Map, a Date, a tensor or another
- * library's tensor, a large or shared value, a long or non-ASCII string; on reading, any
- * byte that is not such a tree) makes it give up, and the frame goes through msgpackr as
- * before.
+ * short ASCII strings, booleans, null, undefined, byte arrays, other typed arrays and cpu
+ * tensors, written as the frame in one pass byte for byte as msgpackr writes it with the
+ * body options of frame.ts, and read in one pass as msgpackr reads it (the tests hold the
+ * two to msgpackr's bytes and values). Anything else (a Map, a Date, a tensor on another
+ * device or another library's tensor, a large or shared value, a long or non-ASCII
+ * string; on reading, any byte that is not such a tree) makes it give up, and the frame
+ * goes through msgpackr as before.
  *
  * Why: msgpackr's fixed cost per message (its state, its buffer checks, its structure
  * bookkeeping) and, on writing, the three walks before it (tensors, large parts, the tree
@@ -21,6 +21,9 @@
  * const body = readSmallTree(frame.subarray(HEADER_BYTES), true) // [4, 7, Uint8Array(64)]
  * ```
  */
+import { DTYPES } from '../tensor/dtype.js'
+import { Tensor } from '../tensor/tensor.js'
+import { TENSOR_EXTENSION_TYPE, tensorFromBytes } from './tensor-extension.js'
 import { KINDS, readTypedArray } from './typed-arrays.js'
 
 /**
@@ -253,6 +256,7 @@ function putObject (value: object, depth: number): boolean {
     return true
   }
   if (constructor === Object) return putRecord(value as Record<string, unknown>, depth)
+  if (constructor === Tensor) return putTensor(value as Tensor, depth)
   if (constructor === Uint8Array) return putBytes(value as Uint8Array, false)
   if (Buffer.isBuffer(value)) return putBytes(value, true)
   const kind = KINDS.indexOf(constructor as typeof KINDS[number])
@@ -289,6 +293,18 @@ function putRecord (object: Record<string, unknown>, depth: number): boolean {
   }
   for (let i = 0; i < keys.length; i++) if (!put(object[keys[i]], depth + 1)) return false
   return true
+}
+
+/** A cpu tensor as tensor-extension.ts has msgpackr write it: `d4 54 00`, then [dtype code, shape, bin of its bytes]. */
+function putTensor (tensor: Tensor, depth: number): boolean {
+  if (tensor.device !== 'cpu' || depth === MAX_DEPTH) return false
+  const data = tensor.data
+  target[at++] = 0xd4
+  target[at++] = TENSOR_EXTENSION_TYPE
+  target[at++] = 0
+  target[at++] = 0x93
+  putNumber(DTYPES[tensor.dtype].code)
+  return put(tensor.shape, depth + 1) && putBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), true)
 }
 
 function findShape (keys: string[]): number {
@@ -437,6 +453,8 @@ function get (depth: number): unknown {
       // fixext 1 of type 0 (its one byte ignored): undefined.
       if (src[from - 2] === 0) return undefined
       if (src[from - 2] === RECORD_EXTENSION) return defineRecord(src[from - 1] - FIRST_RECORD_ID, depth)
+      // A tensor: its one byte ignored, then [dtype code, shape, bytes].
+      if (src[from - 2] === TENSOR_EXTENSION_TYPE) return getTensor(depth)
       return GIVE_UP
     case 0xdc:
       if (from + 2 > srcEnd) return GIVE_UP
@@ -496,6 +514,17 @@ function getRecord (shape: number, depth: number): unknown {
     object[keys[i]] = value
   }
   return object
+}
+
+function getTensor (depth: number): unknown {
+  const fields = get(depth + 1)
+  if (!Array.isArray(fields) || fields.length !== 3 || !(fields[2] instanceof Uint8Array)) return GIVE_UP
+  try {
+    return tensorFromBytes(fields[0], fields[1], fields[2])
+  } catch {
+    // msgpackr's read says what is wrong with it.
+    return GIVE_UP
+  }
 }
 
 /** A fixstr of ASCII (msgpackr would read the same characters). */
