@@ -105,6 +105,21 @@ test('codec - a Uint8Array is written as ext 0x74 kind 1 and a Buffer as bin, at
   const canonical = new Packr({ useRecords: false, moreTypes: false })
   t.deepEqual([...canonical.pack(new Uint8Array([1, 2]))], [0xc4, 2, 1, 2])
   t.deepEqual([...canonical.pack(['x', new Uint8Array(300)])], [...canonical.pack(['x', Buffer.alloc(300)])])
+  // Bodies come as Buffers from some links and plain Uint8Arrays from others: either way a
+  // Buffer comes out a Buffer and a Uint8Array a Uint8Array, on the small-tree path and on msgpackr's.
+  for (const body of [[FrameType.REPLY, 1, [Buffer.from([1]), new Uint8Array([2]), { b: Buffer.from([3]) }]],
+    [FrameType.REPLY, 1, [Buffer.from([1]), new Uint8Array([2]), { b: Buffer.from([3]) }, new Map()]]]) {
+    const frame = encodeFrame(body)
+    for (const bytes of [frame.subarray(HEADER_BYTES), new Uint8Array(frame.subarray(HEADER_BYTES))]) {
+      for (const copy of [false, true]) {
+        const [buffer, array, object] = decodeFrameBody(bytes, copy)[2] as [Uint8Array, Uint8Array, { b: Uint8Array }]
+        const where = `${body.length === 4 ? 'msgpackr' : 'small tree'}, ${Buffer.isBuffer(bytes) ? 'Buffer' : 'Uint8Array'} body, copy ${String(copy)}`
+        t.true(Buffer.isBuffer(buffer) && Buffer.isBuffer(object.b), where)
+        t.is(array.constructor, Uint8Array, where)
+        t.deepEqual([buffer[0], array[0], object.b[0]], [1, 2, 3])
+      }
+    }
+  }
   // A subclass other than Buffer arrives as a Uint8Array.
   class Bytes extends Uint8Array {}
   const back = decodeFrameBody(encodeFrame([FrameType.REPLY, 1, new Bytes([1, 2])]).subarray(HEADER_BYTES), true)[2]

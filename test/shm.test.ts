@@ -172,6 +172,34 @@ shm('bandit - an emulated RDMA arm slower than shm is not used; made faster, the
   t.regex(info.transports.find((x: any) => x.name === 'rdma').reason, /EMULATED/)
 })
 
+shm('shm - a Buffer arrives as a Buffer and a Uint8Array as a Uint8Array, over shm and over tcp, both ways', async t => {
+  noDevShmLeftovers(t)
+  const host = await PeerProcess.start({ rpc: { name: 'kinds-host' }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  const rpc = new Rpc()
+  t.teardown(async () => { await rpc.close() })
+  rpc.connect(host.addresses[0])
+  await eventually(async () => {
+    await rpc.async_('kinds-host', 'add', 1, 2)
+    if (links(rpc.debugInfo(), 'kinds-host', 'shm').length === 0) throw new Error('no shm link yet')
+  }, 40, 250)
+  for (const transport of ['shm', 'tcp']) {
+    rpc.setTransports([transport])
+    await host.request('setTransports', { transports: [transport] })
+    const before = links(rpc.debugInfo(), 'kinds-host', transport)[0].framesOut
+    // The second of each pair holds a Map, which takes msgpackr's path rather than the small-tree codec's.
+    for (const extra of [[], [new Map([[1, Buffer.from([5])]])]]) {
+      const args = [Buffer.from([1]), new Uint8Array([2]), { b: Buffer.from([3]) }, ...extra]
+      t.deepEqual(await rpc.async_('kinds-host', 'kinds', ...args), ['Buffer', 'Uint8Array', 'Object', ...extra.map(() => 'Map')], transport)
+      const [buffer, array, object, map] = await rpc.async_<[Buffer, Uint8Array, { b: Buffer }, Map<number, Buffer>?]>('kinds-host', 'echo', args)
+      t.true(Buffer.isBuffer(buffer) && Buffer.isBuffer(object.b) && (map == null || Buffer.isBuffer(map.get(1))), `${transport}, ${extra.length}`)
+      t.is(array.constructor, Uint8Array)
+      t.deepEqual([buffer[0], array[0], object.b[0], map?.get(1)?.[0]], [1, 2, 3, extra.length > 0 ? 5 : undefined])
+    }
+    t.true(links(rpc.debugInfo(), 'kinds-host', transport)[0].framesOut >= before + 4, `the calls went over ${transport}`)
+  }
+})
+
 test('rdma - the stub arm is unavailable with its reason and never gets a link', async t => {
   const rpc = new Rpc()
   t.teardown(async () => { await rpc.close() })

@@ -279,7 +279,7 @@ export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
   if (small != null) return checkFrame(small)
   let frame: unknown
   try {
-    frame = (copy ? copyingPackr : packr).unpack(body)
+    frame = (copy ? copyingPackr : packr).unpack(asBuffer(body))
   } catch (err) {
     throw new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
   }
@@ -295,11 +295,21 @@ export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
 export function decodeSplitFrameBody (body: Uint8Array, resolve: outOfBand.PartResolver): unknown[] {
   let frame: unknown
   try {
-    frame = outOfBand.decodeSplitBody(body, bytes => copyingPackr.unpack(bytes), resolve)
+    frame = outOfBand.decodeSplitBody(asBuffer(body), bytes => copyingPackr.unpack(bytes), resolve)
   } catch (err) {
     throw new RpcError('BAD_FRAME', `frame body with out-of-band parts is bad: ${(err as Error).message}`)
   }
   return checkFrame(frame)
+}
+
+/**
+ * msgpackr reads a bin (how a Buffer travels) as a slice or view of the body it is given, of
+ * that body's kind: over a Buffer it is a Buffer. Bodies arrive as Buffers from some links
+ * and plain Uint8Arrays from others (the shm ring, libp2p's lists), so without this a Buffer
+ * argument arrived as either, depending on the transport and the direction.
+ */
+function asBuffer (body: Uint8Array): Buffer {
+  return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
 }
 
 function checkFrame (frame: unknown): unknown[] {

@@ -540,11 +540,13 @@ function getString (length: number): unknown {
   return out
 }
 
+/** A Buffer (bin is how a Buffer travels), as frame.ts has msgpackr read it: a copy over a buffer of its own with `copy`, else a view. */
 function getBin (length: number): unknown {
   if (from + length > srcEnd) return GIVE_UP
   from += length
-  // As msgpackr: with copy, the copying slice of a Uint8Array (of the body's kind), else a view.
-  return copyBytes ? Uint8Array.prototype.slice.call(src, from - length, from) : src.subarray(from - length, from)
+  if (!copyBytes) return Buffer.from(src.buffer, src.byteOffset + from - length, length)
+  const copy = new Uint8Array(src.buffer, src.byteOffset + from - length, length).slice()
+  return Buffer.from(copy.buffer, 0, length)
 }
 
 /** ext 0x74 of `length` bytes, its kind first: a copy of that kind over a buffer of its own (as typed-arrays.ts reads it). */
