@@ -6,6 +6,10 @@ import { readSmallTree, resetSmallTreeMisses, writeSmallTree } from '../src/code
 import { Tensor } from '../src/tensor/tensor.js'
 import { PeerProcess } from './helpers/peer-process.js'
 
+// The body codec's options, as frame.ts sets them: msgpackr with these is what frames are held to.
+const BODY_OPTIONS = { structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true } as const
+const structured = new Packr(BODY_OPTIONS)
+
 const samples: Array<[string, unknown]> = [
   ['integer', 42],
   ['negative', -7],
@@ -128,8 +132,7 @@ test('codec - a Uint8Array is written as ext 0x74 kind 1 and a Buffer as bin, at
 })
 
 test('codec - a tree body is written as structured clone writes it; shared and cyclic values keep their shape', t => {
-  // The body codec's options: frames of trees must not change on the wire.
-  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
+  // Frames of trees must not change on the wire.
   const trees = samples.map(([, value]) => [FrameType.REPLY, 1, value]).filter(isTree)
   t.true(trees.length >= samples.length - 3, 'all but Map, Set and the value holding a Map are trees')
   for (const body of trees) {
@@ -159,7 +162,6 @@ test('codec - a tree body is written as structured clone writes it; shared and c
 })
 
 test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everything else to msgpackr', t => {
-  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
   const numbers = [0, 1, 0x1f, 0x20, 0x3f, 0x40, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1,
     -1, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -(2 ** 31), -(2 ** 31) - 1, -0, 0.5, -1.25, Number.NaN, Number.POSITIVE_INFINITY]
   const ascii = (length: number): string => Array.from({ length }, (_, i) => String.fromCharCode(32 + (i % 95))).join('')
@@ -231,8 +233,7 @@ test('codec - the small-tree writer writes msgpackr\'s bytes, and leaves everyth
 })
 
 test('codec - the small-tree reader reads what msgpackr reads, and leaves the rest to it', t => {
-  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
-  const copying = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true, copyBuffers: true })
+  const copying = new Packr({ ...BODY_OPTIONS, copyBuffers: true })
   let seed = 12345
   const random = (n: number): number => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31
@@ -301,7 +302,6 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
 })
 
 test('codec - after a run of other bodies the small-tree codec rests, and the frames stay the same', t => {
-  const structured = new Packr({ structuredClone: true, mapsAsObjects: false, moreTypes: true, int64AsType: 'bigint', useBigIntExtension: true })
   resetSmallTreeMisses()
   const object = [FrameType.REPLY, 1, new Map([[1, 2]])]
   const tree = [FrameType.REPLY, 2, [1, 'x']]

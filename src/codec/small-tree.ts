@@ -24,7 +24,7 @@
 import { DTYPES } from '../tensor/dtype.js'
 import { Tensor } from '../tensor/tensor.js'
 import { TENSOR_EXTENSION_TYPE, tensorFromBytes } from './tensor-extension.js'
-import { KINDS, readTypedArray } from './typed-arrays.js'
+import { KINDS, readTypedArray, TYPED_ARRAY_EXTENSION, UINT8_ARRAY, writeBytesHeader } from './typed-arrays.js'
 
 /**
  * Giving up costs a partial pass (0.08-0.14 µs a frame), which a process whose frames are
@@ -80,9 +80,6 @@ const BUFFER_BYTES = 64 * 1024
 const MAX_DEPTH = 8
 /** Containers and byte arrays a tree may hold (each is looked for among the earlier ones). */
 const MAX_OBJECTS = 32
-/** ext 0x74, kind 1: a Uint8Array, as typed-arrays.ts writes it with `moreTypes`. */
-const TYPED_ARRAY_EXTENSION = 0x74
-const UINT8_ARRAY_KIND = 1
 /**
  * msgpackr writes a plain object as a record: the first object of a shape (its keys, in
  * order) in a message defines it, `d4 72 <id> [keys...]`, then its values; later objects
@@ -257,10 +254,10 @@ function putObject (value: object, depth: number): boolean {
   }
   if (constructor === Object) return putRecord(value as Record<string, unknown>, depth)
   if (constructor === Tensor) return putTensor(value as Tensor, depth)
-  if (constructor === Uint8Array) return putBytes(value as Uint8Array, false)
-  if (Buffer.isBuffer(value)) return putBytes(value, true)
+  if (constructor === Uint8Array) return putBytes(value as Uint8Array, UINT8_ARRAY)
+  if (Buffer.isBuffer(value)) return putBytes(value, undefined)
   const kind = KINDS.indexOf(constructor as typeof KINDS[number])
-  return kind >= 0 && putTypedArray(value as ArrayBufferView, kind)
+  return kind >= 0 && putBytes(value as ArrayBufferView, kind)
 }
 
 /** A plain object as msgpackr's record (see RECORD_EXTENSION). */
@@ -298,13 +295,12 @@ function putRecord (object: Record<string, unknown>, depth: number): boolean {
 /** A cpu tensor as tensor-extension.ts has msgpackr write it: `d4 54 00`, then [dtype code, shape, bin of its bytes]. */
 function putTensor (tensor: Tensor, depth: number): boolean {
   if (tensor.device !== 'cpu' || depth === MAX_DEPTH) return false
-  const data = tensor.data
   target[at++] = 0xd4
   target[at++] = TENSOR_EXTENSION_TYPE
   target[at++] = 0
   target[at++] = 0x93
   putNumber(DTYPES[tensor.dtype].code)
-  return put(tensor.shape, depth + 1) && putBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), true)
+  return put(tensor.shape, depth + 1) && putBytes(tensor.data, undefined)
 }
 
 function findShape (keys: string[]): number {
@@ -317,52 +313,17 @@ function findShape (keys: string[]): number {
   return -1
 }
 
-/** Any other typed array as msgpackr writes it with `moreTypes`: ext 0x74, its kind, its bytes. */
-function putTypedArray (array: ArrayBufferView, kind: number): boolean {
+/**
+ * A typed array's bytes as typed-arrays.ts and msgpackr write them: bin without a `kind` (a
+ * Buffer, a tensor's elements), else ext 0x74 of that kind.
+ */
+function putBytes (array: ArrayBufferView, kind: number | undefined): boolean {
   const length = array.byteLength
+  // 5: the longest header a body of at most MAX_BYTES gets (ext 16 and its kind).
   if (at + 5 + length > end) return false
-  if (length + 1 < 0x100) {
-    target[at++] = 0xc7
-    target[at++] = length + 1
-  } else {
-    target[at++] = 0xc8
-    target[at++] = (length + 1) >>> 8
-    target[at++] = (length + 1) & 0xff
-  }
-  target[at++] = TYPED_ARRAY_EXTENSION
-  target[at++] = kind
-  target.set(new Uint8Array(array.buffer, array.byteOffset, length), at)
-  at += length
-  return true
-}
-
-/** A Buffer as bin, a Uint8Array as ext 0x74 kind 1 (see typed-arrays.ts). */
-function putBytes (bytes: Uint8Array, bin: boolean): boolean {
-  const length = bytes.byteLength
-  if (at + 5 + length > end) return false
-  if (bin) {
-    if (length < 0x100) {
-      target[at++] = 0xc4
-      target[at++] = length
-    } else {
-      target[at++] = 0xc5
-      target[at++] = length >>> 8
-      target[at++] = length & 0xff
-    }
-  } else {
-    // The ext's length counts the kind byte.
-    if (length + 1 < 0x100) {
-      target[at++] = 0xc7
-      target[at++] = length + 1
-    } else {
-      target[at++] = 0xc8
-      target[at++] = (length + 1) >>> 8
-      target[at++] = (length + 1) & 0xff
-    }
-    target[at++] = TYPED_ARRAY_EXTENSION
-    target[at++] = UINT8_ARRAY_KIND
-  }
-  target.set(bytes, at)
+  at = writeBytesHeader(target, at, length, kind)
+  // A Uint8Array as it is: asking a small one for its buffer would move it off V8's heap.
+  target.set(array instanceof Uint8Array ? array : new Uint8Array(array.buffer, array.byteOffset, length), at)
   at += length
   return true
 }
@@ -555,7 +516,7 @@ function getTypedArray (length: number): unknown {
   const kind = src[from + 1]
   if (kind >= KINDS.length) return GIVE_UP
   from += 1 + length
-  if (kind === UINT8_ARRAY_KIND) return new Uint8Array(src.buffer, src.byteOffset + from - length + 1, length - 1).slice()
+  if (kind === UINT8_ARRAY) return new Uint8Array(src.buffer, src.byteOffset + from - length + 1, length - 1).slice()
   // The other kinds as msgpackr hands them to typed-arrays.ts: the ext's bytes, kind first.
   return readTypedArray(src.subarray(from - length, from))
 }

@@ -28,15 +28,15 @@
  */
 import { addExtension } from 'msgpackr'
 
-const TYPED_ARRAY_EXTENSION = 0x74
+export const TYPED_ARRAY_EXTENSION = 0x74
 /** In msgpackr's order of kind codes. */
 export const KINDS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]
-const UINT8_ARRAY = KINDS.indexOf(Uint8Array)
+export const UINT8_ARRAY = KINDS.indexOf(Uint8Array)
 const ARRAY_BUFFER = 16
 const DATA_VIEW = 17
 
 /** What msgpackr hands an extension's `pack` to reserve room: `size` bytes at `position` of `target`. */
-type Reserve = (size: number) => { target: Uint8Array, targetView: DataView, position: number }
+type Reserve = (size: number) => { target: Uint8Array, position: number }
 
 /**
  * Replaces msgpackr's reader of ext 0x74 and its writer of Uint8Array and Buffer (they
@@ -56,50 +56,45 @@ export function registerTypedArrays (): void {
  * msgpackr does; the bytes must stay exactly msgpackr's for signatures to verify.
  */
 export function writeBytes (this: { moreTypes?: boolean }, value: Uint8Array, reserve: Reserve): void {
-  const length = value.byteLength
-  let target: Uint8Array
-  let at: number
-  if (this.moreTypes !== true || Buffer.isBuffer(value)) {
-    if (length < 0x100) {
-      ({ target, position: at } = reserve(length + 2))
-      target[at++] = 0xc4
-      target[at++] = length
-    } else if (length < 0x10000) {
-      ({ target, position: at } = reserve(length + 3))
-      target[at++] = 0xc5
-      target[at++] = length >> 8
-      target[at++] = length & 0xff
-    } else {
-      const room = reserve(length + 5)
-      target = room.target
-      at = room.position
-      target[at++] = 0xc6
-      room.targetView.setUint32(at, length)
-      at += 4
-    }
+  const kind = this.moreTypes !== true || Buffer.isBuffer(value) ? undefined : UINT8_ARRAY
+  const { target, position } = reserve(bytesHeaderSize(value.byteLength, kind) + value.byteLength)
+  target.set(value, writeBytesHeader(target, position, value.byteLength, kind))
+}
+
+/** The size of writeBytesHeader's header for `length` bytes. */
+export function bytesHeaderSize (length: number, kind?: number): number {
+  const counted = kind === undefined ? length : length + 1
+  return (counted < 0x100 ? 2 : counted < 0x10000 ? 3 : 5) + (kind === undefined ? 0 : 2)
+}
+
+/**
+ * Writes at `at` the msgpack header of `length` raw bytes, as msgpackr writes it: bin
+ * without a `kind` (a Buffer, or any Uint8Array for a Packr without `moreTypes`), else ext
+ * 0x74 followed by the kind byte (the ext's length counts it). Returns where the bytes go.
+ * The one writer of these headers, for msgpackr (writeBytes) and the small-tree codec.
+ */
+export function writeBytesHeader (target: Uint8Array, at: number, length: number, kind?: number): number {
+  const bin = kind === undefined
+  const counted = bin ? length : length + 1
+  if (counted < 0x100) {
+    target[at++] = bin ? 0xc4 : 0xc7
+    target[at++] = counted
+  } else if (counted < 0x10000) {
+    target[at++] = bin ? 0xc5 : 0xc8
+    target[at++] = counted >>> 8
+    target[at++] = counted & 0xff
   } else {
-    // The ext's length counts the kind byte.
-    if (length + 1 < 0x100) {
-      ({ target, position: at } = reserve(length + 4))
-      target[at++] = 0xc7
-      target[at++] = length + 1
-    } else if (length + 1 < 0x10000) {
-      ({ target, position: at } = reserve(length + 5))
-      target[at++] = 0xc8
-      target[at++] = (length + 1) >> 8
-      target[at++] = (length + 1) & 0xff
-    } else {
-      const room = reserve(length + 7)
-      target = room.target
-      at = room.position
-      target[at++] = 0xc9
-      room.targetView.setUint32(at, length + 1)
-      at += 4
-    }
-    target[at++] = TYPED_ARRAY_EXTENSION
-    target[at++] = UINT8_ARRAY
+    target[at++] = bin ? 0xc6 : 0xc9
+    target[at++] = counted >>> 24
+    target[at++] = (counted >>> 16) & 0xff
+    target[at++] = (counted >>> 8) & 0xff
+    target[at++] = counted & 0xff
   }
-  target.set(value, at)
+  if (!bin) {
+    target[at++] = TYPED_ARRAY_EXTENSION
+    target[at++] = kind
+  }
+  return at
 }
 
 export function readTypedArray (data: Uint8Array): unknown {
