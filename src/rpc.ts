@@ -61,6 +61,11 @@ export interface RpcOptions {
   lookupTimeout?: number
   /** Seconds a call in flight waits for its peer's lost link to come back before PEER_NOT_FOUND (default 2). */
   reconnectGrace?: number
+  /**
+   * Seconds a peer with no link is remembered (default 600): after that its name can be
+   * bound afresh and what was learnt about it (latency estimates, round-trip time) goes.
+   */
+  forgetPeerAfter?: number
   /** Device the tensors in results are put on before a call resolves (default 'cpu'). */
   device?: string
   /**
@@ -112,8 +117,8 @@ const DEFAULTS = {
   sweepIntervalMs: 1_000,
   /** A call neither acked nor answered this long after it was sent is sent again (then after 2x, 4x, ...). */
   resendUnackedMs: 2_000,
-  /** A peer with no link for this long is forgotten (its name can be bound afresh). */
-  forgetPeerAfterMs: 10 * 60_000
+  /** Seconds a peer with no link is remembered (its name can then be bound afresh). */
+  forgetPeerAfter: 600
 }
 
 /** A lost shm link is offered again after this long (unless its ring was found corrupt). */
@@ -140,6 +145,7 @@ export class Rpc {
   /** Start time: the incarnation of this peer's signed record (a restart outranks it). */
   private readonly startedAt = Date.now()
   private readonly lookupTimeoutMs: number
+  private readonly forgetPeerAfterMs: number
   private startup?: Promise<void>
   private sweepTimer?: NodeJS.Timeout
   private closing?: Promise<void>
@@ -160,6 +166,7 @@ export class Rpc {
     if (options.spin != null && typeof options.spin !== 'boolean') throw new RpcError('BAD_ARGUMENT', 'spin must be true or false')
     const maxFrameBytes = this.maxFrameBytes = positiveInteger('maxFrameBytes', options.maxFrameBytes ?? DEFAULTS.maxFrameBytes)
     const lookupTimeoutMs = this.lookupTimeoutMs = secondsToMs('lookupTimeout', options.lookupTimeout ?? DEFAULTS.lookupTimeout)
+    this.forgetPeerAfterMs = secondsToMs('forgetPeerAfter', options.forgetPeerAfter ?? DEFAULTS.forgetPeerAfter)
 
     this.directory = new PeerDirectory({
       helloTimeoutMs: DEFAULTS.helloTimeoutMs,
@@ -179,6 +186,7 @@ export class Rpc {
         this.discovery?.linkUp(session.name)
       },
       peerDown: session => { this.router.peerDown(session) },
+      peerForgotten: name => { this.router.peerForgotten(name) },
       linkDown: (session, link, reason) => {
         this.router.linkDown(session, link)
         // A shm link torn down (not found corrupt) is set up again once things settle.
@@ -508,7 +516,7 @@ export class Rpc {
         this.dispatcher.sweep()
         this.router.sweep()
         this.calls.resendUnacked(DEFAULTS.resendUnackedMs)
-        this.directory.prune(Date.now() - DEFAULTS.forgetPeerAfterMs)
+        this.directory.prune(Date.now() - this.forgetPeerAfterMs)
       }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {
         clearInterval(this.sweepTimer)

@@ -63,6 +63,7 @@ test('errors - bad arguments to the API throw RpcError with a code', async t => 
   t.teardown(async () => { await rpc.close() })
   t.throws(() => new Rpc({ timeout: -1 }), { code: 'BAD_ARGUMENT' })
   t.throws(() => new Rpc({ name: '' }), { code: 'BAD_ARGUMENT' })
+  t.throws(() => new Rpc({ forgetPeerAfter: 0 }), { code: 'BAD_ARGUMENT', message: /forgetPeerAfter/ })
   t.throws(() => new Rpc({ spin: 'yes' as any }), { code: 'BAD_ARGUMENT', message: /spin/ })
   t.throws(() => { rpc.setTimeout(Number.NaN) }, { code: 'BAD_ARGUMENT' })
   t.throws(() => { rpc.define('', () => 1) }, { code: 'BAD_ARGUMENT' })

@@ -64,3 +64,28 @@ test('liveness - a client that goes away does not disturb the server', async t =
   other.connect(host.addresses[0])
   t.is(await other.async_('sturdy', 'add', 20, 22), 42)
 })
+
+test('liveness - a peer gone for longer than forgetPeerAfter is forgotten, and measured afresh when it comes back', async t => {
+  const address = `127.0.0.1:${await freePort()}`
+  const first = await PeerProcess.start({ rpc: { name: 'transient' }, listen: address })
+  t.teardown(async () => await first.kill())
+  const client = new Rpc({ forgetPeerAfter: 0.3 })
+  t.teardown(async () => { await client.close() })
+  client.connect(address)
+  for (let i = 0; i < 30; i++) t.is(await client.async_('transient', 'add', i, 1), i + 1)
+  const choices = (): number => client.debugInfo().peers.find(p => p.name === 'transient')?.bandit
+    .reduce((sum, arm) => sum + arm.chosen.small + arm.chosen.medium + arm.chosen.large, 0) ?? 0
+  t.true(choices() >= 30)
+
+  await first.kill('SIGKILL')
+  // Pruned on the Rpc's once-a-second sweep after 0.3 s without a link.
+  await eventually(async () => {
+    if (client.debugInfo().peers.some(p => p.name === 'transient')) throw new Error('still remembered')
+  }, 40, 250)
+  const second = await PeerProcess.start({ rpc: { name: 'transient' }, listen: address })
+  t.teardown(async () => await second.kill())
+  t.is(await eventually(async () => await client.async_('transient', 'add', 2, 3), 40, 250), 5)
+  // The bandit starts over for the new process: none of the 30 earlier choices is carried over.
+  t.true(choices() >= 1)
+  t.true(choices() < 30, `choices carried over: ${choices()}`)
+})

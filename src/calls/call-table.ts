@@ -161,6 +161,11 @@ export class CallTable {
     this.fail(call, errorFromWire(peer, call.fn, frame[2], frame[3], frame[4], frame[5]), false)
   }
 
+  /** The peer was pruned from the directory: its round-trip estimate goes too. */
+  forgetPeer (peer: string): void {
+    this.rttMs.delete(peer)
+  }
+
   onAck (peer: string, id: unknown): void {
     const call = typeof id === 'number' ? this.calls.get(id) : undefined
     if (call != null && call.peer === peer && call.state === 'sent') call.state = 'acked'

@@ -72,6 +72,8 @@ export interface DirectoryEvents {
   frame: (session: PeerSession, frame: unknown[], link: Link) => void
   /** One of a peer's links closed while others remain (calls in flight on it must be resent). */
   linkDown?: (session: PeerSession, link: Link, reason: Error | undefined) => void
+  /** A peer was pruned (no link for a long time): whatever is kept per peer name can go. */
+  peerForgotten?: (name: string) => void
 }
 
 export interface DirectoryInit {
@@ -279,7 +281,10 @@ export class PeerDirectory {
   /** Forgets peers that have had no link since before `cutoff` (ms epoch), so churn does not grow the table. */
   prune (cutoff: number): void {
     for (const [name, session] of this.byName) {
-      if (session.state === 'disconnected' && session.links.length === 0 && session.lastHeard < cutoff) this.byName.delete(name)
+      if (session.state === 'disconnected' && session.links.length === 0 && session.lastHeard < cutoff) {
+        this.byName.delete(name)
+        this.events.peerForgotten?.(name)
+      }
     }
   }
 

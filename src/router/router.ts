@@ -241,6 +241,18 @@ export class Router {
     this.calls.onPeerDown(session.name)
   }
 
+  /**
+   * Directory event: a peer was pruned. Its estimates, probe schedule and ack watches go,
+   * so a cohort whose workers come and go under fresh names keeps bounded state, and a
+   * process that comes back under an old name is measured afresh.
+   */
+  peerForgotten (name: string): void {
+    this.bandit.forget(name)
+    this.ackWatches.delete(name)
+    this.nextProbeAt.delete(name)
+    this.calls.forgetPeer(name)
+  }
+
   /** Directory event: one of several links to a peer closed; what was in flight on it is resent. */
   linkDown (session: PeerSession, link: Link): void {
     log('%s link to %s closed; %d link(s) left', link.transport, session.name, session.links.length)
