@@ -62,7 +62,8 @@ export function textTable (header: string[], rows: string[][], left = 1): string
 /** What every report says of the machine it ran on. */
 export function machineFacts (): Record<string, unknown> {
   const list = cpus()
-  return { cpus: list.length, model: list[0]?.model ?? 'unknown', node: process.version, platform: platform(), release: release(), arch: arch(), totalMemBytes: totalmem(), loadAverageAfter: loadavg() }
+  // Node's own flags (V8's heap sizing among them) move the figures; the servers inherit them through fork().
+  return { cpus: list.length, model: list[0]?.model ?? 'unknown', node: process.version, nodeFlags: process.execArgv, platform: platform(), release: release(), arch: arch(), totalMemBytes: totalmem(), loadAverageAfter: loadavg() }
 }
 
 /**

@@ -268,6 +268,7 @@ async function main (): Promise<void> {
   if (loadBefore[0] > cpus().length) {
     log(`note: load average is ${loadBefore[0].toFixed(2)} on ${cpus().length} CPUs; other work on this machine will blur the figures`)
   }
+  if (process.execArgv.length > 0) log(`note: node runs with ${process.execArgv.join(' ')} (the servers too); the README's table is without flags`)
   const runs = new Map<Stack, StackRun[]>(stacks.map(s => [s, []]))
   for (let round = 1; round <= CONFIG.rounds; round++) {
     const roundStart = nowMs()
