@@ -21,6 +21,7 @@ import { RpcError } from '../errors/rpc-error.js'
 import { adoptTensors } from '../tensor/tensor.js'
 import { registerTensorExtension } from './tensor-extension.js'
 import { registerTypedArrays } from './typed-arrays.js'
+import { MetObjects } from './met-objects.js'
 import { readSmallTree, writeSmallTree } from './small-tree.js'
 import * as outOfBand from './out-of-band.js'
 
@@ -155,8 +156,7 @@ function encodeInline (body: unknown): Uint8Array {
 const MAX_TREE_OBJECTS = 32
 const MAX_TREE_DEPTH = 8
 /** The objects met by the current isTree, for the identity check; emptied after each. */
-const met: unknown[] = []
-let metCount = 0
+const met = new MetObjects(MAX_TREE_OBJECTS)
 
 /**
  * True when `body` is a small tree that structured clone would write as it is: arrays
@@ -166,17 +166,14 @@ let metCount = 0
  */
 export function isTree (body: unknown): boolean {
   const tree = treeBelow(body, 0)
-  for (let i = 0; i < metCount; i++) met[i] = undefined
-  metCount = 0
+  met.clear()
   return tree
 }
 
 function treeBelow (value: unknown, depth: number): boolean {
   if (typeof value !== 'object') return typeof value !== 'function'
   if (value === null) return true
-  for (let i = 0; i < metCount; i++) if (met[i] === value) return false
-  if (metCount === MAX_TREE_OBJECTS) return false
-  met[metCount++] = value
+  if (!met.first(value)) return false
   const constructor = value.constructor
   if (constructor === Array) {
     if (depth === MAX_TREE_DEPTH) return false

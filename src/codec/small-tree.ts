@@ -22,6 +22,7 @@
  * ```
  */
 import { DTYPES } from '../tensor/dtype.js'
+import { MetObjects } from './met-objects.js'
 import { Tensor } from '../tensor/tensor.js'
 import { TENSOR_EXTENSION_TYPE, tensorFromBytes } from './tensor-extension.js'
 import { KINDS, readTypedArray, TYPED_ARRAY_EXTENSION, UINT8_ARRAY, writeBytesHeader } from './typed-arrays.js'
@@ -95,8 +96,7 @@ let target = new Uint8Array(BUFFER_BYTES)
 let view = new DataView(target.buffer)
 let at = 0
 let end = 0
-const met: unknown[] = []
-let metCount = 0
+const met = new MetObjects(MAX_OBJECTS)
 let writing = false
 /** The shapes of this message's objects, in the order msgpackr numbers them. */
 const shapes: string[][] = []
@@ -124,8 +124,7 @@ export function writeSmallTree (body: unknown[], header: number): Uint8Array | u
   } finally {
     // Also when a getter threw: the next frame starts clean.
     writing = false
-    for (let i = 0; i < metCount; i++) met[i] = undefined
-    metCount = 0
+    met.clear()
     for (let i = 0; i < shapeCount; i++) shapes[i] = NO_KEYS
     shapeCount = 0
     if (!written) at = start
@@ -232,9 +231,7 @@ function putString (value: string): boolean {
 
 function putObject (value: object, depth: number): boolean {
   // A value met twice is shared (or cyclic): msgpackr's structured clone keeps it so.
-  for (let i = 0; i < metCount; i++) if (met[i] === value) return false
-  if (metCount === MAX_OBJECTS) return false
-  met[metCount++] = value
+  if (!met.first(value)) return false
   const constructor = value.constructor
   if (constructor === Array) {
     if (depth === MAX_DEPTH) return false
