@@ -81,15 +81,18 @@ test('at-most-once - calls on a lost link are resent to the same process and fai
 
 test('calls - an ended call, and a forgotten dedup entry, keep nothing of their own alive', async t => {
   // Dead objects in the old generation keep what they point to through every scavenge:
-  // an ended call must not point to its future, value, frame or timers (see PendingCall).
+  // an ended call must not point to its future, value, frame or timers (see PendingCall),
+  // nor be held by the table's deadlines.
   const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, resultDevice: 'cpu', send: () => true })
   const pending = (table as any).calls as Map<number, any>
   const replied = table.start('p', 'f', [new Uint8Array(64)], 10_000)
   const failed = table.start('p', 'g', [], 10_000)
   const expired = table.start('p', 'h', [], 20)
   const [a, b, c] = [...pending.values()]
+  const lanes = (table as any).deadlines.lanes as Map<number, Map<number, unknown>>
+  const heldByDeadlines = (call: any): boolean => [...lanes.values()].some(lane => lane.get(call.id) === call)
   t.truthy(a.future)
-  t.truthy(a.timer)
+  t.true(heldByDeadlines(a) && heldByDeadlines(c))
   t.true(a.frame.byteLength > 64)
   table.onReply('p', a.id, 'A')
   table.onError('p', [FrameType.ERROR, b.id, 'REMOTE_ERROR', 'Error', 'no', ''])
@@ -98,7 +101,7 @@ test('calls - an ended call, and a forgotten dedup entry, keep nothing of their 
   t.is((await expired.then(() => undefined, e => e)).code, 'TIMEOUT')
   for (const call of [a, b, c]) {
     t.is(call.future, undefined)
-    t.is(call.timer, undefined)
+    t.false(heldByDeadlines(call))
     t.is(call.lookupTimer, undefined)
     t.is(call.frame.byteLength, 0)
   }

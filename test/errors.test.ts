@@ -58,6 +58,26 @@ test('errors - a call past its deadline gives TIMEOUT, and the late reply is dro
   t.true(strayReplies() >= 1)
 })
 
+test('errors - calls with different timeouts each end at their own deadline, in deadline order', async t => {
+  const { client } = await hostAndClient(t, 'slower')
+  t.is(await client.async_('slower', 'add', 1, 2), 3)
+  const ended: string[] = []
+  const track = <T>(label: string, future: PromiseLike<T>): Promise<T> => Promise.resolve(future).finally(() => { ended.push(label) })
+  client.setTimeout(30)
+  const long = track('long', client.async_<number>('slower', 'sleep', 2500))
+  client.setTimeout(0.6)
+  const medium = track('medium', client.async_('slower', 'sleep', 2000))
+  client.setTimeout(0.3)
+  // Started last, due first: not held back behind the calls with later deadlines.
+  const short = track('short', client.async_('slower', 'sleep', 2000))
+  t.is((await t.throwsAsync(short) as RpcError).code, 'TIMEOUT')
+  t.is((await t.throwsAsync(medium) as RpcError).code, 'TIMEOUT')
+  t.deepEqual(ended, ['short', 'medium'])
+  // The long call was not cut off with them.
+  t.is(await long, 2500)
+  t.deepEqual(ended, ['short', 'medium', 'long'])
+})
+
 test('errors - bad arguments to the API throw RpcError with a code', async t => {
   const rpc = new Rpc()
   t.teardown(async () => { await rpc.close() })

@@ -24,6 +24,7 @@ import { logger } from '@libp2p/logger'
 import { encodeFrame, frameBytes, FrameType, releaseFrame, sealFrame } from '../codec/frame.js'
 import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'
 import { tensorsTo } from '../tensor/tensor.js'
+import { Deadlines } from './deadlines.js'
 import { Future } from './future.js'
 
 const log = logger('cohort:calls')
@@ -60,7 +61,6 @@ type CallState = 'waiting' | 'sent' | 'acked' | 'orphaned'
  */
 class PendingCall {
   state: CallState = 'waiting'
-  timer?: NodeJS.Timeout
   lookupTimer?: NodeJS.Timeout
   sentAt = 0
   resends = 0
@@ -71,6 +71,8 @@ class PendingCall {
     readonly fn: string,
     public frame: Uint8Array,
     readonly timeoutMs: number,
+    /** performance.now() at which it fails with TIMEOUT (see Deadlines). */
+    readonly deadlineAt: number,
     public future: Future<any> | undefined
   ) {}
 }
@@ -92,6 +94,7 @@ export class CallTable {
   private readonly calls = new Map<number, PendingCall>()
   private readonly waiting = new Map<string, Set<PendingCall>>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
+  private readonly deadlines = new Deadlines<PendingCall>(call => { this.expire(call) })
   private closed?: RpcError
   /** Round trip (send to reply) per peer, an EWMA in ms: the latency estimate until a bandit supplies one. */
   readonly rttMs = new Map<string, number>()
@@ -130,10 +133,11 @@ export class CallTable {
     if (frameBytes(frame) > this.init.maxFrameBytes) {
       return this.failNew(future, new RpcError('BAD_FRAME', `${describeCall(peer, fn)}: arguments encode to ${frameBytes(frame)} bytes, above the frame limit of ${this.init.maxFrameBytes}`, { peer, fn }))
     }
-    const call = new PendingCall(id, peer, fn, frame, timeoutMs, future)
+    const now = performance.now()
+    const call = new PendingCall(id, peer, fn, frame, timeoutMs, now + timeoutMs, future)
     this.calls.set(id, call)
-    call.timer = deadline(this, call, timeoutMs)
-    if (!this.transmit(call)) this.wait(call)
+    this.deadlines.add(call)
+    if (!this.transmit(call, now)) this.wait(call)
     // Kept for resends: from here on it must not refer to the caller's buffers (sending sealed it already, if it left).
     sealFrame(frame)
     return future
@@ -261,10 +265,11 @@ export class CallTable {
     for (const call of [...this.calls.values()]) {
       this.fail(call, new RpcError(error.code, `${describeCall(call.peer, call.fn)}: ${error.message}`, { peer: call.peer, fn: call.fn }))
     }
+    this.deadlines.clear()
   }
 
-  /** @internal The deadline of a call passed. */
-  expire (call: PendingCall): void {
+  /** The deadline of a call passed. */
+  private expire (call: PendingCall): void {
     if (this.calls.get(call.id) !== call) return
     const where = call.state === 'waiting' ? ' (it never reached the peer)' : call.state === 'acked' ? ' (the peer was still working on it)' : ''
     this.fail(call, new RpcError('TIMEOUT', `${describeCall(call.peer, call.fn)} timed out after ${call.timeoutMs / 1000} s${where}`, { peer: call.peer, fn: call.fn }))
@@ -288,10 +293,10 @@ export class CallTable {
   }
 
   /** Puts the call's frame on its peer's link; false (state untouched) when there is none. */
-  private transmit (call: PendingCall): boolean {
+  private transmit (call: PendingCall, now = performance.now()): boolean {
     if (!this.init.send(call.peer, call.frame, call.id)) return false
     call.state = 'sent'
-    call.sentAt = performance.now()
+    call.sentAt = now
     return true
   }
 
@@ -338,12 +343,11 @@ export class CallTable {
     this.calls.delete(call.id)
     // Never sent again: arena blocks it held for a resend may go.
     releaseFrame(call.frame)
-    clearTimeout(call.timer)
+    this.deadlines.remove(call)
     if (call.lookupTimer != null) clearTimeout(call.lookupTimer)
     if (call.state === 'waiting') this.waiting.get(call.peer)?.delete(call)
     // It holds nothing of its own from here on (see PendingCall); its future goes once settled.
     call.frame = NO_FRAME
-    call.timer = undefined
     call.lookupTimer = undefined
   }
 
@@ -357,13 +361,4 @@ export class CallTable {
       }
     }
   }
-}
-
-/**
- * The call's deadline timer. A closure of its own, not setTimeout's extra arguments:
- * clearTimeout drops the callback, and with it the timer's hold on the call, while the
- * arguments would stay on the timer object (see PendingCall).
- */
-function deadline (table: CallTable, call: PendingCall, ms: number): NodeJS.Timeout {
-  return setTimeout(() => { table.expire(call) }, ms)
 }
