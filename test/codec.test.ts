@@ -277,6 +277,14 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
       // deepEqual does not compare a Buffer with a Uint8Array by kind: look at each byte value.
       const kinds = (value: unknown): unknown => Array.isArray(value) ? value.map(kinds) : (value as object)?.constructor?.name
       t.deepEqual(kinds(fast), kinds(expected))
+      // The same body read in place amid other bytes of a plain Uint8Array (as from the shm ring).
+      const amid = new Uint8Array(body.length + 13).fill(0xc1)
+      amid.set(body, 7)
+      resetSmallTreeMisses()
+      const inPlace = readSmallTree(amid, copy, 7, 7 + body.length)
+      t.deepEqual(inPlace, expected)
+      t.deepEqual(kinds(inPlace), kinds(expected))
+      t.deepEqual(decodeFrameBody(amid, copy, 7, 7 + body.length), expected)
     }
     // A byte changed or the body cut short: the reader reads what msgpackr reads, or gives up.
     const mutant = Buffer.from(random(2) === 0 ? body : body.subarray(0, random(body.length)))
@@ -286,9 +294,18 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
     if (fast == null) continue
     mutantsRead++
     t.deepEqual(fast, copying.unpack(mutant))
+    const amid = new Uint8Array(mutant.length + 4).fill(0xc1)
+    amid.set(mutant, 2)
+    resetSmallTreeMisses()
+    t.deepEqual(readSmallTree(amid, true, 2, 2 + mutant.length), fast)
   }
   t.true(read > 1000, `${read} bodies read`)
   t.true(mutantsRead > 100, `${mutantsRead} changed bodies read`)
+  // What the small-tree reader leaves to msgpackr is read within the same bounds.
+  const mapBody = structured.pack([FrameType.REPLY, 2, new Map([[1, 2]])])
+  const amid = new Uint8Array(mapBody.length + 6).fill(0xc1)
+  amid.set(mapBody, 3)
+  t.deepEqual(decodeFrameBody(amid, true, 3, 3 + mapBody.length), [FrameType.REPLY, 2, new Map([[1, 2]])])
   // A typed array and a copied bin own their memory: the body is reused after a decode.
   resetSmallTreeMisses()
   const body = structured.pack([FrameType.REPLY, 1, new Uint8Array([5, 6]), Buffer.from([7])])

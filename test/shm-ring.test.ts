@@ -17,7 +17,7 @@ function segment (ringBytes: number): { a: ArrayBuffer, b: ArrayBuffer, close: (
   return { a, b, close: () => { native.unmapSegment(a); native.unmapSegment(b) } }
 }
 
-const decode = (bytes: Uint8Array): unknown[] => decodeFrameBody(bytes.subarray(4), true)
+const decode = (bytes: Uint8Array, start: number, end: number): unknown[] => decodeFrameBody(bytes, true, start + 4, end)
 
 ring('shm ring - frames of every size wrap around and stream through a small ring intact, in order', t => {
   const { a, b, close } = segment(4096)

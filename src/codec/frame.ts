@@ -252,9 +252,9 @@ export class FrameReader {
     while (bytes.byteLength - at >= HEADER_BYTES) {
       const length = this.checkedLength(view.getUint32(at))
       if (bytes.byteLength - at < HEADER_BYTES + length) break
-      const body = bytes.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length)
-      at += HEADER_BYTES + length
-      onFrame(decodeFrameBody(body))
+      const start = at + HEADER_BYTES
+      at = start + length
+      onFrame(decodeFrameBody(bytes, false, start, at))
     }
     return at
   }
@@ -268,12 +268,14 @@ export class FrameReader {
 }
 
 /**
- * Decodes one frame body (after the header); throws BAD_FRAME. With `copy`, nothing in
- * the result refers to `body`'s memory, so it may be overwritten at once.
+ * Decodes one frame body (after the header), `body[start, end)`; throws BAD_FRAME. With
+ * `copy`, nothing in the result refers to `body`'s memory, so it may be overwritten at
+ * once. The bounds spare the readers of rings and sockets a view per frame.
  */
-export function decodeFrameBody (body: Uint8Array, copy = false): unknown[] {
-  const small = readSmallTree(body, copy)
+export function decodeFrameBody (body: Uint8Array, copy = false, start = 0, end = body.byteLength): unknown[] {
+  const small = readSmallTree(body, copy, start, end)
   if (small != null) return checkFrame(small)
+  if (start !== 0 || end !== body.byteLength) body = body.subarray(start, end)
   let frame: unknown
   try {
     frame = (copy ? copyingPackr : packr).unpack(asBuffer(body))

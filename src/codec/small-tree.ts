@@ -332,6 +332,8 @@ let src: Uint8Array = NO_BYTES
 let from = 0
 let srcEnd = 0
 let copyBytes = false
+/** `src` is a plain Uint8Array, whose slice() is a Uint8Array copy (a Buffer's would be a Buffer). */
+let plainSrc = false
 /** Made for the current body at its first float64. */
 let floats: DataView | undefined
 /** The record shapes this body defined so far, by id - FIRST_RECORD_ID (NO_KEYS: none). */
@@ -345,12 +347,13 @@ let readShapesUsed = 0
  * `body` without). Undefined for anything else, including bytes that are not msgpack at
  * all: msgpackr then reads the body and says what is wrong with it.
  */
-export function readSmallTree (body: Uint8Array, copy: boolean): unknown[] | undefined {
+export function readSmallTree (body: Uint8Array, copy: boolean, start = 0, end = body.byteLength): unknown[] | undefined {
   if (!reads.shouldTry()) return undefined
   src = body
-  from = 0
-  srcEnd = body.byteLength
+  from = start
+  srcEnd = end
   copyBytes = copy
+  plainSrc = body.constructor === Uint8Array
   floats = undefined
   const value = get(0)
   const whole = from === srcEnd
@@ -513,7 +516,7 @@ function getTypedArray (length: number): unknown {
   const kind = src[from + 1]
   if (kind >= KINDS.length) return GIVE_UP
   from += 1 + length
-  if (kind === UINT8_ARRAY) return new Uint8Array(src.buffer, src.byteOffset + from - length + 1, length - 1).slice()
+  if (kind === UINT8_ARRAY) return plainSrc ? src.slice(from - length + 1, from) : new Uint8Array(src.buffer, src.byteOffset + from - length + 1, length - 1).slice()
   // The other kinds as msgpackr hands them to typed-arrays.ts: the ext's bytes, kind first.
   return readTypedArray(src.subarray(from - length, from))
 }

@@ -11,7 +11,7 @@
  * out.write(frame, 0)                                   // bytes of the frame taken
  * out.publish()                                         // true: the consumer sleeps, ring its doorbell
  * const frames: unknown[][] = []
- * inn.read(bytes => decodeFrameBody(bytes.subarray(4), true), frames)
+ * inn.read((bytes, start, end) => decodeFrameBody(bytes, true, start + 4, end), frames)
  * ```
  *
  * Memory orders: every access to head, tail, sleeping and waiting goes through
@@ -160,13 +160,14 @@ export class RingConsumer {
 
   /**
    * Decodes every complete frame waiting in the ring into `out`, then frees the space.
-   * `decode` gets the frame (header + body) in place in the ring when it lies in one
-   * piece, else in a scratch buffer; either is overwritten afterwards, so `decode` must
+   * `decode` gets the frame (header + body) as `bytes[start, end)`: in place in the ring
+   * when it lies in one piece, else in a scratch buffer (no view made per frame); either
+   * is overwritten afterwards, so `decode` must
    * copy what it keeps. Returns true when the producer was waiting for room (and this
    * call took the flag back): the caller must ring the producer's doorbell. Throws
    * BAD_FRAME when the ring's words make no sense (or `decode` does).
    */
-  read<T> (decode: (frame: Uint8Array) => T, out: T[]): boolean {
+  read<T> (decode: (bytes: Uint8Array, start: number, end: number) => T, out: T[]): boolean {
     const ring = this.ring
     const head = Atomics.load(ring.words, ring.head) >>> 0
     let available = (head - this.tail) >>> 0
@@ -187,7 +188,7 @@ export class RingConsumer {
         if (last && piece !== total) throw ring.corrupt(`a one-piece frame of ${piece} bytes says it has ${total}`)
         if (last && from + piece <= ring.bytes) {
           // The common case: the whole frame lies in the ring in one run. Decode it there.
-          out.push(decode(ring.data.subarray(from, from + piece)))
+          out.push(decode(ring.data, from, from + piece))
           this.tail = (this.tail + size) >>> 0
           available -= size
           continue
@@ -205,7 +206,7 @@ export class RingConsumer {
         if (this.partialAt !== this.partialTotal) throw ring.corrupt(`frame ended after ${this.partialAt} of ${this.partialTotal} bytes`)
         const total = this.partialTotal
         this.partialTotal = -1
-        out.push(decode(this.scratch.subarray(0, total)))
+        out.push(decode(this.scratch, 0, total))
         // Do not hold on to a huge scratch buffer after a rare huge frame.
         if (this.scratch.byteLength > 64 * 1024 * 1024) this.scratch = new Uint8Array(0)
       }

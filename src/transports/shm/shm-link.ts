@@ -134,7 +134,7 @@ export class ShmLink implements Link {
   /** Out-of-band parts sent through the arena, payloads that went inline for want of room, parts received. */
   private readonly oob = { sent: 0, sentBytes: 0, inline: 0, received: 0, receivedBytes: 0 }
   private readonly pollBound = (): void => { this.poll() }
-  private readonly decodeBound = (bytes: Uint8Array): unknown[] => this.decode(bytes)
+  private readonly decodeBound = (bytes: Uint8Array, start: number, end: number): unknown[] => this.decode(bytes, start, end)
 
   constructor (init: ShmLinkInit) {
     this.init = init
@@ -426,10 +426,10 @@ export class ShmLink implements Link {
   }
 
   /** Runs inside the ring read: copies everything out of the ring (see RingConsumer.read). */
-  private decode (bytes: Uint8Array): unknown[] {
+  private decode (bytes: Uint8Array, start: number, end: number): unknown[] {
     this.stats.framesIn++
-    this.stats.bytesIn += bytes.byteLength
-    const frame = decodeFrameBody(bytes.subarray(HEADER_BYTES), true)
+    this.stats.bytesIn += end - start
+    const frame = decodeFrameBody(bytes, true, start + HEADER_BYTES, end)
     if (frame[0] !== FrameType.GOSSIP) this.trafficIn++
     return frame[0] === FrameType.ARENA_FRAME ? this.fromArena(frame) : frame
   }
