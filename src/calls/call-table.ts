@@ -95,6 +95,8 @@ export class CallTable {
   private readonly waiting = new Map<string, Set<PendingCall>>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private readonly deadlines = new Deadlines<PendingCall>(call => { this.expire(call) })
+  /** Every future's onCancel: one function for all, not a closure per call. */
+  private readonly dropCancelled = (future: Future<any>): void => { this.drop(future) }
   private closed?: RpcError
   /** Round trip (send to reply) per peer, an EWMA in ms: the latency estimate until a bandit supplies one. */
   readonly rttMs = new Map<string, number>()
@@ -114,7 +116,7 @@ export class CallTable {
   }
 
   start<T> (peer: string, fn: string, args: unknown[], timeoutMs: number): Future<T> {
-    const future = new Future<T>(f => { this.drop(f as Future<any>) })
+    const future = new Future<T>(this.dropCancelled)
     this.counters.started++
     if (this.closed != null) return this.failNew(future, this.closed)
     if (typeof peer !== 'string' || peer === '') return this.failNew(future, new RpcError('BAD_ARGUMENT', `peer name must be a non-empty string, got ${typeof peer}`))
