@@ -318,6 +318,27 @@ test('codec - the small-tree reader reads what msgpackr reads, and leaves the re
   t.is(readSmallTree(Buffer.from([0x91, 1, 2]), true), undefined)
 })
 
+test('codec - short strings read again and again come back right, whatever was read between', t => {
+  // More distinct strings than the reader keeps, of every fixstr length, read over and over.
+  let seed = 777
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return seed % n
+  }
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789'
+  const strings = Array.from({ length: 600 }, (_, i) => Array.from({ length: 1 + (i % 31) }, () => alphabet[random(alphabet.length)]).join(''))
+  let read = 0
+  for (let i = 0; i < 5000; i++) {
+    const pair = [strings[random(strings.length)], strings[random(strings.length)]]
+    const body = structured.pack([FrameType.CALL, i, pair[0], [pair[1], { [pair[0]]: pair[1] }], 1000, 1])
+    resetSmallTreeMisses()
+    const fast = readSmallTree(body, true)
+    if (fast != null) read++
+    t.deepEqual(fast ?? decodeFrameBody(body, true), [FrameType.CALL, i, pair[0], [pair[1], { [pair[0]]: pair[1] }], 1000, 1])
+  }
+  t.true(read > 4500, `${read} bodies read by the small-tree reader`)
+})
+
 test('codec - after a run of other bodies the small-tree codec rests, and the frames stay the same', t => {
   resetSmallTreeMisses()
   const object = [FrameType.REPLY, 1, new Map([[1, 2]])]
