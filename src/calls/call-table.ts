@@ -43,8 +43,8 @@ export interface CallTableInit {
   reconnectGraceMs: number
   /** Device the tensors of a result are moved to before the caller gets it ('cpu': as they arrive). */
   resultDevice: string
-  /** Puts a frame on the peer's link; false when there is no link now. */
-  send: (peer: string, frame: Uint8Array, callId?: number) => boolean
+  /** Puts a frame on the peer's link; false when there is no link now. `now`: performance.now(), read already. */
+  send: (peer: string, frame: Uint8Array, callId?: number, now?: number) => boolean
   /** Whether a direct link to the peer exists (TCP then delivers, so large calls are not resent blindly). */
   hasLink?: (peer: string) => boolean
 }
@@ -296,7 +296,7 @@ export class CallTable {
 
   /** Puts the call's frame on its peer's link; false (state untouched) when there is none. */
   private transmit (call: PendingCall, now = performance.now()): boolean {
-    if (!this.init.send(call.peer, call.frame, call.id)) return false
+    if (!this.init.send(call.peer, call.frame, call.id, now)) return false
     call.state = 'sent'
     call.sentAt = now
     return true
