@@ -96,6 +96,8 @@ export class Deadlines<T extends WithDeadline> {
       if (lane.size === 0) this.lanes.delete(timeoutMs)
     }
     if (next < Infinity) this.arm(next)
+    // A timer that fired late finds several lanes due: they end in deadline order all the same.
+    if (due.length > 1) due.sort((a, b) => a.deadlineAt - b.deadlineAt)
     for (const item of due) this.onExpire(item)
   }
 }
