@@ -16,11 +16,11 @@ function noDevShmLeftovers (t: ExecutionContext): void {
 }
 
 /** A host and a client process on this machine; resolves once the client's shm link to the host is up. */
-async function pair (t: ExecutionContext, host: string, client: Record<string, unknown> = {}, env?: Record<string, string>, hostRpc: Record<string, unknown> = {}): Promise<{ host: PeerProcess, client: PeerProcess }> {
+async function pair (t: ExecutionContext, host: string, client: Record<string, unknown> = {}, env?: Record<string, string>, hostRpc: Record<string, unknown> = {}, cpu?: number): Promise<{ host: PeerProcess, client: PeerProcess }> {
   noDevShmLeftovers(t)
-  const h = await PeerProcess.start({ rpc: { ...hostRpc, name: host }, listen: '127.0.0.1:0' })
+  const h = await PeerProcess.start({ rpc: { ...hostRpc, name: host }, listen: '127.0.0.1:0' }, undefined, { cpu })
   t.teardown(async () => await h.kill())
-  const c = await PeerProcess.start({ rpc: client, connect: [h.addresses[0]], env })
+  const c = await PeerProcess.start({ rpc: client, connect: [h.addresses[0]], env }, undefined, { cpu })
   t.teardown(async () => await c.kill())
   await eventually(async () => await c.call(host, 'add', 1, 2))
   return { host: h, client: c }
@@ -50,6 +50,17 @@ shm('shm - two processes on one host set up shared memory by themselves and the 
   t.true(link.framesOut >= 300, `shm carried ${link.framesOut} frames`)
   t.true(arm(info, 'shm-host', 'shm').chosen.small > arm(info, 'shm-host', 'tcp').chosen.small)
   t.true(info.transports.find((x: any) => x.name === 'shm').available)
+})
+
+shm('shm - two processes pinned to one CPU answer every call, and ring each other once per run of calls', async t => {
+  // A peer asleep on our own CPU is rung once this side has written all its turn's calls.
+  const { client } = await pair(t, 'shm-pinned', {}, undefined, {}, 0)
+  await shmUp(client, 'shm-pinned')
+  t.deepEqual(await client.request('calls', { peer: 'shm-pinned', fn: 'echo', args: [new Uint8Array(64)], count: 20_000, concurrency: 64 }), { ok: 20_000 })
+  t.deepEqual(await client.request('calls', { peer: 'shm-pinned', fn: 'add', args: [2, 3], count: 500, concurrency: 1 }), { ok: 500 })
+  const [link] = links(await client.request('debug'), 'shm-pinned', 'shm')
+  t.true(link.framesOut >= 10_000, `shm carried ${String(link.framesOut)} frames`)
+  t.true(link.shm.ringsDeferred > 0, `rings held to the end of a run: ${String(link.shm.ringsDeferred)} of ${String(link.shm.rung)}`)
 })
 
 shm('shm - a host with three shm peers serves all of them at once', async t => {

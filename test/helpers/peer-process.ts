@@ -31,6 +31,8 @@ export interface PeerConfig {
 export interface StartOptions {
   /** Run the child inside this network namespace (`ip netns exec`; needs root). */
   netns?: string
+  /** Pin the child to this CPU (`taskset -c`). */
+  cpu?: number
 }
 
 export class RemoteError extends Error {
@@ -66,9 +68,13 @@ export class PeerProcess {
   }
 
   static async start (config: PeerConfig, script = PEER_SCRIPT, options: StartOptions = {}): Promise<PeerProcess> {
-    // `ip netns exec` execs node in the namespace; the IPC channel's fd and env go through.
-    const inNetns = options.netns == null ? {} : { execPath: 'ip', execArgv: ['netns', 'exec', options.netns, process.execPath] }
-    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env }, ...inNetns })
+    // `ip netns exec` and `taskset` exec node in turn; the IPC channel's fd and env go through.
+    const wrappers = [
+      ...(options.netns == null ? [] : ['ip', 'netns', 'exec', options.netns]),
+      ...(options.cpu == null ? [] : ['taskset', '-c', String(options.cpu)])
+    ]
+    const wrapped = wrappers.length === 0 ? {} : { execPath: wrappers[0], execArgv: [...wrappers.slice(1), process.execPath] }
+    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env }, ...wrapped })
     const hello = await new Promise<any>((resolve, reject) => {
       const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('peer did not start within 30 s')) }, 30_000)
       child.once('message', (msg: any) => {

@@ -45,6 +45,8 @@ import type { ShmAddon, Watcher } from './native.js'
 import { RingConsumer, RingProducer } from './ring.js'
 import { IncomingArena, OutgoingArena } from './arena.js'
 
+const RESOLVED = Promise.resolve()
+
 const log = logger('cohort:shm')
 
 /**
@@ -99,7 +101,8 @@ export class ShmLink implements Link {
   /** Why the link closed, once it has (undefined: an orderly close). */
   closeReason?: Error
   /** Doorbell rings sent and received, spin windows that caught traffic: for debugInfo. */
-  readonly wakeups = { rung: 0, woken: 0, spinHits: 0, sleeps: 0 }
+  /** rung: doorbells written; ringsDeferred: of those, held to the end of a run of JavaScript (see wake). */
+  readonly wakeups = { rung: 0, ringsDeferred: 0, woken: 0, spinHits: 0, sleeps: 0 }
 
   private readonly native: ShmAddon
   private readonly memory: ArrayBuffer
@@ -134,6 +137,13 @@ export class ShmLink implements Link {
   /** Out-of-band parts sent through the arena, payloads that went inline for want of room, parts received. */
   private readonly oob = { sent: 0, sentBytes: 0, inline: 0, received: 0, receivedBytes: 0 }
   private readonly pollBound = (): void => { this.poll() }
+  /** A doorbell ring waits for the end of this run of JavaScript (see wake). */
+  private wakePending = false
+  private readonly wakeLaterBound = (): void => {
+    this.wakePending = false
+    // A closed link's peer learns of it from the socket, and reads what was published.
+    if (!this.closed) this.ring()
+  }
   private readonly decodeBound = (bytes: Uint8Array, start: number, end: number): unknown[] => this.decode(bytes, start, end)
 
   constructor (init: ShmLinkInit) {
@@ -304,7 +314,25 @@ export class ShmLink implements Link {
       this.queueAt = 0
     }
     this.stats.writes++
-    if (this.producer.publish()) this.ring()
+    if (this.producer.publish()) this.wake()
+  }
+
+  /**
+   * The consumer slept and publish() took its flag: ring it. When it sleeps on the CPU we
+   * run on (both processes pinned to one), not before this run of JavaScript has written
+   * all it will: a woken peer on our CPU takes it at once, so ringing after the first of a
+   * turn's calls had the two trade the CPU about every ten frames. A promise job runs after
+   * the continuations already queued, which is where a turn's calls are made.
+   */
+  private wake (): void {
+    if (this.wakePending) return
+    if (this.producer.consumerCpu() !== this.native.currentCpu()) {
+      this.ring()
+      return
+    }
+    this.wakePending = true
+    this.wakeups.ringsDeferred++
+    RESOLVED.then(this.wakeLaterBound)
   }
 
   private ring (): void {
