@@ -101,8 +101,10 @@ export class ShmLink implements Link {
   onClose: (reason: Error | undefined) => void = () => {}
   /** Why the link closed, once it has (undefined: an orderly close). */
   closeReason?: Error
-  /** Doorbell rings sent and received, spin windows that caught traffic: for debugInfo. */
-  /** rung: doorbells written; ringsDeferred: of those, held to the end of a run of JavaScript (see wake). */
+  /**
+   * Doorbell rings sent (`ringsDeferred`: of those, held to the end of a run of JavaScript,
+   * see wake) and received, spin windows that caught traffic: for debugInfo.
+   */
   readonly wakeups = { rung: 0, ringsDeferred: 0, woken: 0, spinHits: 0, sleeps: 0 }
 
   private readonly native: ShmAddon
@@ -322,7 +324,7 @@ export class ShmLink implements Link {
 
   /**
    * The consumer slept and publish() took its flag: ring it. When it sleeps on the CPU we
-   * run on (both processes pinned to one), not before this run of JavaScript has written
+   * run on (two processes pinned to one, or met there by chance), not before this run of JavaScript has written
    * all it will: a woken peer on our CPU takes it at once, so ringing after the first of a
    * turn's calls had the two trade the CPU about every ten frames. A promise job runs after
    * the continuations already queued, which is where a turn's calls are made.
