@@ -492,10 +492,10 @@ function getTensor (depth: number): unknown {
  * Short strings read before (function names, object keys, most of what a call's body
  * holds), one per slot by a hash of their bytes: a string met again is the same string,
  * not one made a character at a time (a call's function name was a fifth of what the
- * callee allocated per call in a sampling heap profile).
+ * callee allocated per call in a sampling heap profile). Only fixstrs come here, so each
+ * is at most 31 bytes.
  */
 const STRING_SLOTS = 256
-const MAX_CACHED_STRING = 32
 const cachedStrings: string[] = new Array<string>(STRING_SLOTS).fill('')
 
 /** A fixstr of ASCII (msgpackr would read the same characters). */
@@ -516,7 +516,7 @@ function getString (length: number): unknown {
   }
   let out = ''
   for (let i = from; i < end; i++) out += String.fromCharCode(src[i])
-  if (length <= MAX_CACHED_STRING) cachedStrings[slot] = out
+  cachedStrings[slot] = out
   from = end
   return out
 }
