@@ -66,18 +66,43 @@ test('bandit - best() takes the cheaper-by-construction arm among those noise ca
   t.is(b.best('p', arms, 0, 0), 1)
   b.sample('p', 'shm', 0, 600, 1) // shm a little worse than tcp: a tie, shm's prior wins
   t.is(b.best('p', arms, 0, 1), 1)
-  b.sample('p', 'shm', 0, 5000, 2) // clearly worse: tcp
-  t.is(b.best('p', arms, 0, 2), 0)
-  b.fail('p', 'tcp', 3) // the arm in use fails: masked, back to shm
-  t.is(b.best('p', arms, 0, 3), 1)
+  b.sample('p', 'shm', 0, 5000, 2) // clearly worse once: a lost time slice, shm stays
+  t.is(b.best('p', arms, 0, 2), 1)
+  b.sample('p', 'shm', 0, 4000, 3)
+  b.sample('p', 'shm', 0, 4500, 4) // its last three samples all clearly worse: tcp
+  t.is(b.best('p', arms, 0, 4), 0)
+  b.fail('p', 'tcp', 5) // the arm in use fails: masked, back to shm
+  t.is(b.best('p', arms, 0, 5), 1)
   // Large messages: the band is 1 / 0.7^4, about 4x; three samples each make the class's own estimates count.
   for (let i = 0; i < 3; i++) {
     b.sample('p', 'tcp', 2, 10_000, 4000)
     b.sample('p', 'shm', 2, 30_000, 4000)
   }
   t.is(b.best('p', arms, 2, 4000), 1)
-  b.sample('p', 'shm', 2, 50_000, 4001)
+  for (let i = 0; i < 3; i++) b.sample('p', 'shm', 2, 50_000, 4001)
   t.is(b.best('p', arms, 2, 4001), 0)
+})
+
+test('bandit - one slow round trip raises the estimate but moves nothing; a missing ack moves at once', t => {
+  const b = new LatencyBandit({ tieRatio: 0.7 })
+  const arms = [{ transport: 'tcp' as const }, { transport: 'shm' as const }]
+  // Two processes on one CPU: both arms' probes take 1–2 ms, one or the other slower in a round.
+  const rounds = [[1200, 1300], [1500, 1100], [1100, 2600], [1900, 1200], [1000, 1050], [1300, 2900], [2400, 1400]]
+  const start = Date.now() - 1000 // missingAck() reads the clock
+  rounds.forEach(([tcp, shm], i) => {
+    b.sample('p', 'tcp', 0, tcp, start + i * 100)
+    b.sample('p', 'shm', 0, shm, start + i * 100)
+    t.is(b.best('p', arms, 0, start + i * 100), 1, `round ${i}: tcp ${tcp} µs, shm ${shm} µs`)
+  })
+  const shm = b.info('p').find(a => a.transport === 'shm')
+  t.true((shm?.estimatesUs.small ?? 0) > 2000, 'the spike still shows in the estimate')
+  b.missingAck('p', 'shm', 0, 1000)
+  const now = Date.now()
+  t.is(b.best('p', arms, 0, now), 0)
+  // Three good samples in a row bring shm back at once, before its estimate has decayed.
+  for (let i = 0; i < 3; i++) b.sample('p', 'shm', 0, 900, now + i)
+  t.true((b.info('p').find(a => a.transport === 'shm')?.estimatesUs.small ?? 0) > 500_000)
+  t.is(b.best('p', arms, 0, now + 3), 1)
 })
 
 test('bandit - a peer\'s estimate for asyncAny is its best measured unmasked arm, none before a sample', t => {

@@ -18,6 +18,15 @@
  * loop than the arm, and moving a large message to the slower arm costs the most (16 MiB
  * over tcp here: 200 ms, over shm: 5).
  *
+ * One slow round trip raises an arm's estimate at once but does not by itself move the
+ * traffic: an arm counts as clearly worse only when the least of its last
+ * `FLOOR_SAMPLES` samples is too (its "floor"). A round trip that lost a time slice to
+ * another process is noise that hits whichever arm it hits: two processes pinned to one
+ * CPU, 64 calls in flight, timed both arms at 1–2 ms with one or the other 1.5x slower in
+ * a round now and then, and each such round sent the calls to TCP, at a third of the
+ * rate, until shm's estimate decayed. A missing ack fills the floor: it is believed at
+ * once.
+ *
  * ```ts
  * const bandit = new LatencyBandit()
  * const [best] = bandit.rank('host', ['tcp', 'shm'], sizeClassOf(frame.byteLength))
@@ -56,6 +65,8 @@ class ArmState {
   readonly estimateUs: number[] = [NaN, NaN, NaN]
   readonly sampledAt: number[] = [0, 0, 0]
   readonly samples: number[] = [0, 0, 0]
+  /** The class's last FLOOR_SAMPLES samples, in a ring indexed by the sample count. */
+  readonly recentUs: number[][] = [[], [], []]
   readonly chosen: number[] = [0, 0, 0]
   /** The class's estimate decides (see TRUSTED_SAMPLES). */
   readonly trusted: boolean[] = [false, false, false]
@@ -76,6 +87,9 @@ export interface ArmInfo {
 }
 
 const DEFAULT_PRIORS: Record<TransportName, number> = { shm: 20, rdma: 50, tcp: 500 }
+
+/** Samples an arm's floor is the least of (see the top of the file). */
+const FLOOR_SAMPLES = 3
 
 /**
  * Samples a class needs before its own estimate decides. The larger classes are probed
@@ -125,12 +139,14 @@ export class LatencyBandit {
     // Among the arms not clearly worse than the best (within 1 / tieRatio of it, for this
     // size), the one cheaper by construction (lowest prior) wins: estimates that noise
     // cannot tell apart do not make the choice flap message by message.
+    // An arm whose estimate is out of the band but whose floor is in it had one slow
+    // round trip, not a slow arm: it stays tied.
     const limit = bestCost / this.tieRatios[size]
     let chosen = 0
     let chosenPrior = Infinity
     for (let i = 0; i < arms.length; i++) {
       const transport = arms[i].transport
-      if (this.cost(peer, transport, size, now) <= limit && this.priors[transport] < chosenPrior) {
+      if (this.cost(peer, transport, size, now, true) <= limit && this.priors[transport] < chosenPrior) {
         chosen = i
         chosenPrior = this.priors[transport]
       }
@@ -138,9 +154,11 @@ export class LatencyBandit {
     return chosen
   }
 
-  private cost (peer: string, transport: TransportName, size: SizeClass, now: number): number {
+  /** The arm's estimate, or with `floor` the lesser of it and its floor; masked arms cost 1e12 more. */
+  private cost (peer: string, transport: TransportName, size: SizeClass, now: number, floor = false): number {
     const state = this.arm(peer, transport)
-    return (state.maskedUntil > now ? 1e12 : 0) + this.estimate(state, transport, size)
+    const us = floor ? this.floor(state, transport, size) : this.estimate(state, transport, size)
+    return (state.maskedUntil > now ? 1e12 : 0) + us
   }
 
   /** The arm carried a message of class `size`. */
@@ -160,6 +178,7 @@ export class LatencyBandit {
       state.estimateUs[size] = old * w + us * (1 - w)
     }
     state.sampledAt[size] = now
+    state.recentUs[size][state.samples[size] % FLOOR_SAMPLES] = us
     state.samples[size]++
     if (state.samples[size] >= TRUSTED_SAMPLES[size]) state.trusted[size] = true
   }
@@ -169,6 +188,7 @@ export class LatencyBandit {
     const state = this.arm(peer, arm)
     state.missingAcks++
     this.sample(peer, arm, size, timeoutMs * 1000)
+    for (let i = 0; i < FLOOR_SAMPLES; i++) state.recentUs[size][i] = timeoutMs * 1000
     state.trusted[size] = true
   }
 
@@ -218,6 +238,14 @@ export class LatencyBandit {
   private estimate (state: ArmState, arm: TransportName, size: SizeClass): number {
     for (let c = size; c >= 0; c--) {
       if (state.trusted[c]) return state.estimateUs[c]
+    }
+    return this.priors[arm]
+  }
+
+  /** The least of the last samples of the class estimate() reads (the prior when it reads none), and never above the estimate. */
+  private floor (state: ArmState, arm: TransportName, size: SizeClass): number {
+    for (let c = size; c >= 0; c--) {
+      if (state.trusted[c]) return Math.min(state.estimateUs[c], ...state.recentUs[c])
     }
     return this.priors[arm]
   }
