@@ -18,6 +18,7 @@
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
 import { machineFacts, median, nowMs, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
+import { calibrate, describeCalibration } from './calibrate.js'
 import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
@@ -269,6 +270,8 @@ async function main (): Promise<void> {
     log(`note: load average is ${loadBefore[0].toFixed(2)} on ${cpus().length} CPUs; other work on this machine will blur the figures`)
   }
   if (process.execArgv.length > 0) log(`note: node runs with ${process.execArgv.join(' ')} (the servers too); the README's table is without flags`)
+  const speed = await calibrate()
+  log(describeCalibration(speed))
   const runs = new Map<Stack, StackRun[]>(stacks.map(s => [s, []]))
   for (let round = 1; round <= CONFIG.rounds; round++) {
     const roundStart = nowMs()
@@ -309,6 +312,7 @@ async function main (): Promise<void> {
   console.log(`Client and server in two Node processes on this host (TCP stacks on loopback; shm and unix socket same-host); each figure is the median of ${roundsRun} round(s).`)
   console.log('p50/p99: 64 B echo, one call at a time.  calls/s: 64 B echo, 64 calls in flight.')
   console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions after warm-up echoes (the first echo of each size is in the log above and the JSON).')
+  console.log(describeCalibration(speed))
   console.log('')
   console.log(table(results))
   console.log('')
@@ -328,7 +332,7 @@ async function main (): Promise<void> {
     benchmark: 'same-host',
     date: started.toISOString(),
     durationSeconds: (nowMs() - t0) / 1000,
-    machine: { ...machineFacts(), loadAverageBefore: loadBefore },
+    machine: { ...machineFacts(), loadAverageBefore: loadBefore, speed },
     units: {
       latency: 'microseconds, 64-byte payload, sequential calls',
       callsPerSec: '64-byte payload, 64 calls in flight, one message per call',

@@ -14,6 +14,7 @@
  */
 import '../../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { Rpc } from '../../src/index.js'
+import { calibrate, describeCalibration } from '../calibrate.js'
 import { machineFacts, median, nowMs, positiveIntFromEnv, textTable, writeReport } from '../harness.js'
 
 const IN_FLIGHT = 64
@@ -54,6 +55,7 @@ async function measure (rpc: Rpc, payload: unknown): Promise<Round> {
 
 async function main (): Promise<void> {
   const started = new Date()
+  const speed = await calibrate()
   const rpc = new Rpc({ name: 'self' })
   rpc.define('echo', (x: unknown) => x)
   const rows: Array<{ payload: string, callsPerSec: number, cpuUsPerCall: number, rounds: Round[] }> = []
@@ -74,11 +76,12 @@ async function main (): Promise<void> {
   console.log('')
   const cells = rows.map(r => [r.payload, Math.round(r.callsPerSec).toLocaleString('en-US'), r.cpuUsPerCall.toFixed(2)])
   console.log(textTable(['payload', 'calls/s', 'CPU µs/call'], cells))
+  console.log(describeCalibration(speed))
 
   const report = {
     benchmark: 'self-calls',
     date: started.toISOString(),
-    machine: machineFacts(),
+    machine: { ...machineFacts(), speed },
     config: { ...CONFIG, inFlight: IN_FLIGHT },
     summary: rows
   }

@@ -1,0 +1,95 @@
+/**
+ * How fast this machine is right now, for reading the figures of one run against another.
+ * The same VM runs JavaScript at very different speeds at different times of day (a
+ * cohort self-call took 1.7 µs of CPU one afternoon and 4.1 µs that evening, with the
+ * load average under 1 both times), while the cost of handing a cache line between two
+ * cores barely moves. Each of the bench's absolute figures depends on one or the other:
+ * a call over shm is mostly JavaScript, a unix socket mostly kernel wake-ups.
+ *
+ * Two figures, neither using cohort's code:
+ * - `jsWorkUs`: one msgpackr pack and unpack of a small fixed object, in µs (the median
+ *   of 9 batches of 20,000), the kind of work a call does;
+ * - `atomicsRoundTripUs`: a round trip between two threads spinning on `Atomics.load` of
+ *   one SharedArrayBuffer (the median of 9 batches of 20,000 round trips, taken as the
+ *   batch's mean), the floor under any shared-memory round trip made from JavaScript.
+ *
+ * ```ts
+ * const speed = await calibrate()      // about a second
+ * console.log(describeCalibration(speed))
+ * ```
+ */
+import { Worker } from 'node:worker_threads'
+import { Packr } from 'msgpackr'
+import { median, nowMs } from './harness.js'
+
+export interface Calibration {
+  jsWorkUs: number
+  atomicsRoundTripUs: number
+}
+
+const BATCHES = 9
+const PER_BATCH = 20_000
+
+export async function calibrate (): Promise<Calibration> {
+  return { jsWorkUs: jsWork(), atomicsRoundTripUs: await atomicsRoundTrip() }
+}
+
+export function describeCalibration (c: Calibration): string {
+  return `machine speed now: ${c.jsWorkUs.toFixed(2)} µs of JavaScript per msgpack round of a small object; ` +
+    `${c.atomicsRoundTripUs.toFixed(2)} µs per Atomics round trip between two threads (see bench/calibrate.ts)`
+}
+
+function jsWork (): number {
+  const packr = new Packr()
+  const value = { fn: 'echo', id: 12345, args: [1.5, 'a string of some length', [1, 2, 3]], ok: true }
+  let sink = 0
+  const batch = (): number => {
+    const t0 = nowMs()
+    for (let i = 0; i < PER_BATCH; i++) sink += (packr.unpack(packr.pack(value)) as { id: number }).id
+    return (nowMs() - t0) * 1000 / PER_BATCH
+  }
+  for (let i = 0; i < 3; i++) batch() // warm-up: the JIT settles
+  const us = median(Array.from({ length: BATCHES }, batch))
+  if (sink === 0) throw new Error('calibration: nothing was unpacked')
+  return us
+}
+
+/** Slot 0: the main thread's turn number; slot 1: the worker's answer. */
+const ECHO_WORKER = `
+const { workerData } = require('node:worker_threads')
+const words = new Int32Array(workerData)
+;(() => {
+  for (let turn = 1; ; turn++) {
+    let seen
+    while ((seen = Atomics.load(words, 0)) !== turn) if (seen < 0) return
+    Atomics.store(words, 1, turn)
+  }
+})()
+`
+
+async function atomicsRoundTrip (): Promise<number> {
+  const memory = new SharedArrayBuffer(256)
+  const words = new Int32Array(memory)
+  const worker = new Worker(ECHO_WORKER, { eval: true, workerData: memory })
+  try {
+    await new Promise<void>((resolve, reject) => { worker.once('online', resolve).once('error', reject) })
+    let turn = 0
+    const batch = (): number => {
+      const t0 = nowMs()
+      for (let i = 0; i < PER_BATCH; i++) {
+        turn++
+        Atomics.store(words, 0, turn)
+        // Spin: the worker answers within a µs, unless it died (then give up after 5 s).
+        for (let spins = 1; Atomics.load(words, 1) !== turn; spins++) {
+          if (spins % 65536 === 0 && nowMs() - t0 > 5000) throw new Error('calibration: the echo thread stopped answering')
+        }
+      }
+      return (nowMs() - t0) * 1000 / PER_BATCH
+    }
+    batch() // warm-up, and the worker's code gets compiled
+    return median(Array.from({ length: BATCHES }, batch))
+  } finally {
+    Atomics.store(words, 0, -1)
+    await worker.terminate()
+  }
+}
