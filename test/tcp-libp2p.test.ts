@@ -9,6 +9,7 @@ import type { Connection, Stream } from '@libp2p/interface'
 import { YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import { quietNoiseLengths } from '../src/transports/tcp/noise-length.js'
 import { lazyWindowUpdates } from '../src/transports/tcp/window-updates.js'
+import { oneWritePerMessage } from '../src/transports/tcp/corked-writes.js'
 
 const PROTOCOL = '/cohort-test/echo/1.0.0'
 
@@ -161,4 +162,83 @@ test('tcp - yamux window updates wait until 64 KiB is owed; small messages and l
 
 test('tcp - a stream that is not yamux\'s keeps its window updates', t => {
   t.false(lazyWindowUpdates({} as unknown as Stream))
+})
+
+/** Counts the socket's writes to the kernel: Node's `_write` (one buffer) and `_writev` (several at once). */
+function countSocketWrites (connection: Connection): { writes: number } {
+  const socket = (connection as any).muxer.maConn.stream.socket
+  const counter = { writes: 0 }
+  const one = socket._write
+  const many = socket._writev
+  socket._write = function (...args: unknown[]) { counter.writes++; return one.apply(this, args) }
+  socket._writev = function (...args: unknown[]) { counter.writes++; return many.apply(this, args) }
+  return counter
+}
+
+async function corkPair (t: any, cork: boolean): Promise<{ send: (bytes: Uint8Array) => Promise<void>, writes: { writes: number }, applied: boolean[] }> {
+  const server = await node(['/ip4/127.0.0.1/tcp/0'])
+  const client = await node([])
+  t.teardown(async () => { await Promise.all([client.stop(), server.stop()]) })
+  const applied: boolean[] = []
+  await server.handle(PROTOCOL, (stream: Stream, connection: Connection) => {
+    if (cork) applied.push(oneWritePerMessage(connection))
+    stream.addEventListener('message', evt => { stream.send(evt.data) })
+  })
+  const connection = await client.dial(server.getMultiaddrs()[0], { signal: AbortSignal.timeout(10_000) })
+  if (cork) {
+    applied.push(oneWritePerMessage(connection))
+    applied.push(oneWritePerMessage(connection))
+  }
+  const stream = await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+  stream.maxReadBufferLength = 64 * 1024 * 1024
+  const sent = createHash('sha256')
+  const echoed = createHash('sha256')
+  let expected = 0
+  let received = 0
+  let wake = (): void => {}
+  stream.addEventListener('message', evt => {
+    echoed.update(evt.data.subarray())
+    received += evt.data.byteLength
+    if (received >= expected) wake()
+  })
+  return {
+    applied,
+    writes: countSocketWrites(connection),
+    send: async bytes => {
+      sent.update(bytes)
+      expected += bytes.byteLength
+      const back = new Promise<void>((resolve, reject) => {
+        wake = resolve
+        setTimeout(() => { reject(new Error(`${received} of ${expected} bytes back after 20 s`)) }, 20_000).unref()
+      })
+      if (!stream.send(bytes)) await stream.onDrain({ signal: AbortSignal.timeout(10_000) })
+      await back
+      t.is(received, expected)
+      t.is(echoed.copy().digest('hex'), sent.copy().digest('hex'))
+    }
+  }
+}
+
+test('tcp - a small Noise message leaves in one socket write, not two; messages of every size arrive whole', async t => {
+  const corked = await corkPair(t, true)
+  // The client's two calls and the server's one (which may come after them).
+  t.deepEqual([...corked.applied].sort(), [false, true, true], 'both ends; a second call on a connection changes nothing')
+  corked.writes.writes = 0
+  for (let i = 0; i < 200; i++) await corked.send(new Uint8Array(64).fill(i & 0xff))
+  const corkedWrites = corked.writes.writes
+  for (const size of SIZES) await corked.send(new Uint8Array(size).fill(size & 0xff))
+
+  const plain = await corkPair(t, false)
+  plain.writes.writes = 0
+  for (let i = 0; i < 200; i++) await plain.send(new Uint8Array(64).fill(i & 0xff))
+  t.log(`socket writes for 200 messages of 64 B: ${corkedWrites} corked, ${plain.writes.writes} as @libp2p/tcp writes them`)
+  // Each message and each window update js-yamux sends back is one Noise message: one write corked, two plain.
+  t.true(plain.writes.writes >= 1.9 * corkedWrites, `${plain.writes.writes} plain against ${corkedWrites} corked`)
+  t.true(corkedWrites >= 200 && corkedWrites <= 400, `${corkedWrites}`)
+})
+
+test('tcp - a connection that is not over @libp2p/tcp keeps its writes', t => {
+  t.false(oneWritePerMessage({} as unknown as Connection))
+  const notTcp = { muxer: { maConn: { stream: { sendData: () => ({ sentBytes: 0, canSendMore: true }) } } } }
+  t.false(oneWritePerMessage(notTcp as unknown as Connection), 'no socket')
 })

@@ -26,6 +26,7 @@ import { RpcError } from '../../errors/rpc-error.js'
 import { newLinkStats, type Link, type LinkStats, type Transport } from '../transport.js'
 import { fromMultiaddr, toMultiaddr } from './address.js'
 import { quietNoiseLengths } from './noise-length.js'
+import { oneWritePerMessage } from './corked-writes.js'
 import { lazyWindowUpdates } from './window-updates.js'
 
 const log = logger('cohort:tcp')
@@ -154,6 +155,7 @@ class TcpLink implements Link {
     this.remoteAddress = fromMultiaddr(connection.remoteAddr)
     this.reader = new FrameReader(maxFrameBytes)
     quietNoiseLengths(connection)
+    oneWritePerMessage(connection)
     lazyWindowUpdates(stream)
     this.maxQueuedBytes = 2 * maxFrameBytes
     // Frames up to the limit may be in flight while we are busy; let libp2p hold them.
