@@ -32,7 +32,7 @@ const CONFIG = {
   throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 500, repetitions: 15, capMs: 6_000 },
   throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },
   /** After the rounds: cohort and the bare libp2p stream, round trips in alternating blocks (see interleavedRoundTrips). */
-  interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 15, capMs: 15_000 },
+  interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 30, capMs: 20_000 },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
