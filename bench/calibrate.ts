@@ -1,9 +1,9 @@
 /**
  * How fast this machine is right now, for reading the figures of one run against another.
  * The same VM runs JavaScript at very different speeds at different times of day (a
- * cohort self-call took 1.7 µs of CPU one afternoon and 4.1 µs that evening, with the
- * load average under 1 both times), while the cost of handing a cache line between two
- * cores barely moves. Each of the bench's absolute figures depends on one or the other:
+ * cohort self-call took 1.7 µs of CPU one afternoon and 2.6–4.1 µs that evening, on an
+ * otherwise idle machine), while the cost of handing a cache line between two cores
+ * barely moves. Each of the bench's absolute figures depends on one or the other:
  * a call over shm is mostly JavaScript, a unix socket mostly kernel wake-ups.
  *
  * Two figures, neither using cohort's code:
