@@ -96,20 +96,32 @@ function countEagerUpdates (t: any, streams: WeakSet<object>): { count: number }
   return counter
 }
 
-async function echoPair (t: any, lazy: boolean, streams: WeakSet<object>): Promise<{ send: (bytes: Uint8Array) => Promise<void>, applied: boolean[] }> {
+interface EchoPairOptions {
+  /** lazyWindowUpdates on both ends of the stream. */
+  lazy?: boolean
+  /** oneWritePerMessage on both ends of the connection (twice on the client's). */
+  cork?: boolean
+  /** Collects both ends' streams. */
+  streams?: WeakSet<object>
+}
+
+/** A client and a server node with one echo stream; `send` waits for the echo and checks every byte so far. */
+async function echoPair (t: any, options: EchoPairOptions = {}): Promise<{ send: (bytes: Uint8Array) => Promise<void>, applied: boolean[], connection: Connection }> {
   const server = await node(['/ip4/127.0.0.1/tcp/0'])
   const client = await node([])
   t.teardown(async () => { await Promise.all([client.stop(), server.stop()]) })
   const applied: boolean[] = []
-  await server.handle(PROTOCOL, (stream: Stream) => {
-    streams.add(stream)
-    if (lazy) applied.push(lazyWindowUpdates(stream))
+  await server.handle(PROTOCOL, (stream: Stream, connection: Connection) => {
+    options.streams?.add(stream)
+    if (options.lazy === true) applied.push(lazyWindowUpdates(stream))
+    if (options.cork === true) applied.push(oneWritePerMessage(connection))
     stream.addEventListener('message', evt => { stream.send(evt.data) })
   })
   const connection = await client.dial(server.getMultiaddrs()[0], { signal: AbortSignal.timeout(10_000) })
+  if (options.cork === true) applied.push(oneWritePerMessage(connection), oneWritePerMessage(connection))
   const stream = await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-  streams.add(stream)
-  if (lazy) applied.push(lazyWindowUpdates(stream))
+  options.streams?.add(stream)
+  if (options.lazy === true) applied.push(lazyWindowUpdates(stream))
   stream.maxReadBufferLength = 64 * 1024 * 1024
   const echoed = createHash('sha256')
   let expected = 0
@@ -123,6 +135,7 @@ async function echoPair (t: any, lazy: boolean, streams: WeakSet<object>): Promi
   const sent = createHash('sha256')
   return {
     applied,
+    connection,
     send: async bytes => {
       sent.update(bytes)
       expected += bytes.byteLength
@@ -141,7 +154,7 @@ async function echoPair (t: any, lazy: boolean, streams: WeakSet<object>): Promi
 test('tcp - yamux window updates wait until 64 KiB is owed; small messages and large ones still flow', async t => {
   const streams = new WeakSet<object>()
   const updates = countEagerUpdates(t, streams)
-  const lazy = await echoPair(t, true, streams)
+  const lazy = await echoPair(t, { lazy: true, streams })
   t.deepEqual(lazy.applied, [true, true], 'both ends of the stream')
   updates.count = 0
   // 300 echoes of 100 bytes: 30 KB each way, under the 64 KiB owed before an update.
@@ -154,7 +167,7 @@ test('tcp - yamux window updates wait until 64 KiB is owed; small messages and l
   await lazy.send(new Uint8Array(5).fill(1))
 
   // The same traffic without it: one update per frame received.
-  const eager = await echoPair(t, false, streams)
+  const eager = await echoPair(t, { streams })
   updates.count = 0
   for (let i = 0; i < 300; i++) await eager.send(new Uint8Array(100).fill(i & 0xff))
   t.true(updates.count >= 600, `js-yamux's own: an update per frame each way (${updates.count})`)
@@ -175,65 +188,21 @@ function countSocketWrites (connection: Connection): { writes: number } {
   return counter
 }
 
-async function corkPair (t: any, cork: boolean): Promise<{ send: (bytes: Uint8Array) => Promise<void>, writes: { writes: number }, applied: boolean[] }> {
-  const server = await node(['/ip4/127.0.0.1/tcp/0'])
-  const client = await node([])
-  t.teardown(async () => { await Promise.all([client.stop(), server.stop()]) })
-  const applied: boolean[] = []
-  await server.handle(PROTOCOL, (stream: Stream, connection: Connection) => {
-    if (cork) applied.push(oneWritePerMessage(connection))
-    stream.addEventListener('message', evt => { stream.send(evt.data) })
-  })
-  const connection = await client.dial(server.getMultiaddrs()[0], { signal: AbortSignal.timeout(10_000) })
-  if (cork) {
-    applied.push(oneWritePerMessage(connection))
-    applied.push(oneWritePerMessage(connection))
-  }
-  const stream = await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-  stream.maxReadBufferLength = 64 * 1024 * 1024
-  const sent = createHash('sha256')
-  const echoed = createHash('sha256')
-  let expected = 0
-  let received = 0
-  let wake = (): void => {}
-  stream.addEventListener('message', evt => {
-    echoed.update(evt.data.subarray())
-    received += evt.data.byteLength
-    if (received >= expected) wake()
-  })
-  return {
-    applied,
-    writes: countSocketWrites(connection),
-    send: async bytes => {
-      sent.update(bytes)
-      expected += bytes.byteLength
-      const back = new Promise<void>((resolve, reject) => {
-        wake = resolve
-        setTimeout(() => { reject(new Error(`${received} of ${expected} bytes back after 20 s`)) }, 20_000).unref()
-      })
-      if (!stream.send(bytes)) await stream.onDrain({ signal: AbortSignal.timeout(10_000) })
-      await back
-      t.is(received, expected)
-      t.is(echoed.copy().digest('hex'), sent.copy().digest('hex'))
-    }
-  }
-}
-
 test('tcp - a small Noise message leaves in one socket write, not two; messages of every size arrive whole', async t => {
-  const corked = await corkPair(t, true)
+  const corked = await echoPair(t, { cork: true })
   // The client's two calls and the server's one (which may come after them).
   t.deepEqual([...corked.applied].sort(), [false, true, true], 'both ends; a second call on a connection changes nothing')
-  corked.writes.writes = 0
+  const corkedCount = countSocketWrites(corked.connection)
   for (let i = 0; i < 200; i++) await corked.send(new Uint8Array(64).fill(i & 0xff))
-  const corkedWrites = corked.writes.writes
+  const corkedWrites = corkedCount.writes
   for (const size of SIZES) await corked.send(new Uint8Array(size).fill(size & 0xff))
 
-  const plain = await corkPair(t, false)
-  plain.writes.writes = 0
+  const plain = await echoPair(t)
+  const plainCount = countSocketWrites(plain.connection)
   for (let i = 0; i < 200; i++) await plain.send(new Uint8Array(64).fill(i & 0xff))
-  t.log(`socket writes for 200 messages of 64 B: ${corkedWrites} corked, ${plain.writes.writes} as @libp2p/tcp writes them`)
+  t.log(`socket writes for 200 messages of 64 B: ${corkedWrites} corked, ${plainCount.writes} as @libp2p/tcp writes them`)
   // Each message and each window update js-yamux sends back is one Noise message: one write corked, two plain.
-  t.true(plain.writes.writes >= 1.9 * corkedWrites, `${plain.writes.writes} plain against ${corkedWrites} corked`)
+  t.true(plainCount.writes >= 1.9 * corkedWrites, `${plainCount.writes} plain against ${corkedWrites} corked`)
   t.true(corkedWrites >= 200 && corkedWrites <= 400, `${corkedWrites}`)
 })
 
