@@ -16,7 +16,18 @@ function noDevShmLeftovers (t: ExecutionContext): void {
 }
 
 /** A host and a client process on this machine; resolves once the client's shm link to the host is up. */
-async function pair (t: ExecutionContext, host: string, client: Record<string, unknown> = {}, env?: Record<string, string>, hostRpc: Record<string, unknown> = {}, cpu?: number): Promise<{ host: PeerProcess, client: PeerProcess }> {
+interface PairOptions {
+  /** Rpc options of the client, and of the host (whose name is `host`). */
+  client?: Record<string, unknown>
+  hostRpc?: Record<string, unknown>
+  /** The client's environment. */
+  env?: Record<string, string>
+  /** Both processes run on this CPU only (taskset). */
+  cpu?: number
+}
+
+async function pair (t: ExecutionContext, host: string, options: PairOptions = {}): Promise<{ host: PeerProcess, client: PeerProcess }> {
+  const { client = {}, hostRpc = {}, env, cpu } = options
   noDevShmLeftovers(t)
   const h = await PeerProcess.start({ rpc: { ...hostRpc, name: host }, listen: '127.0.0.1:0' }, undefined, { cpu })
   t.teardown(async () => await h.kill())
@@ -54,7 +65,7 @@ shm('shm - two processes on one host set up shared memory by themselves and the 
 
 shm('shm - two processes pinned to one CPU answer every call, and ring each other once per run of calls', async t => {
   // A peer asleep on our own CPU is rung once this side has written all its turn's calls.
-  const { client } = await pair(t, 'shm-pinned', {}, undefined, {}, 0)
+  const { client } = await pair(t, 'shm-pinned', { cpu: 0 })
   await shmUp(client, 'shm-pinned')
   t.deepEqual(await client.request('calls', { peer: 'shm-pinned', fn: 'echo', args: [new Uint8Array(64)], count: 20_000, concurrency: 64 }), { ok: 20_000 })
   t.deepEqual(await client.request('calls', { peer: 'shm-pinned', fn: 'add', args: [2, 3], count: 500, concurrency: 1 }), { ok: 500 })
@@ -126,7 +137,7 @@ shm('shm - a corrupted ring header closes the link, both processes live on, call
 })
 
 shm('shm - a peer killed mid-write: the link closes, calls end with an error, the survivor works on', async t => {
-  const { host, client } = await pair(t, 'shm-dies', { lookupTimeout: 1 })
+  const { host, client } = await pair(t, 'shm-dies', { client: { lookupTimeout: 1 } })
   await shmUp(client, 'shm-dies')
   // 32 MiB echoes stream through the 4 MiB ring in pieces; kill the host while they do.
   const running = client.request('bigCalls', { peer: 'shm-dies', bytes: 32 * 1024 * 1024, count: 10, concurrency: 2 })
@@ -143,7 +154,7 @@ shm('shm - a peer killed mid-write: the link closes, calls end with an error, th
 })
 
 shm('shm - without the addon (COHORT_SHM_DISABLE=1) debugInfo says why and calls go over TCP', async t => {
-  const { client } = await pair(t, 'shm-none', {}, { COHORT_SHM_DISABLE: '1' })
+  const { client } = await pair(t, 'shm-none', { env: { COHORT_SHM_DISABLE: '1' } })
   t.deepEqual(await client.request('calls', { peer: 'shm-none', fn: 'add', args: [1, 2], count: 50 }), { ok: 50 })
   const info = await client.request('debug')
   const entry = info.transports.find((x: any) => x.name === 'shm')
@@ -153,7 +164,7 @@ shm('shm - without the addon (COHORT_SHM_DISABLE=1) debugInfo says why and calls
 })
 
 shm('bandit - an emulated RDMA arm slower than shm is not used; made faster, the bandit moves to it', async t => {
-  const { client } = await pair(t, 'bandit-host', { emulateRdma: { latencyUs: 200_000 } })
+  const { client } = await pair(t, 'bandit-host', { client: { emulateRdma: { latencyUs: 200_000 } } })
   await shmUp(client, 'bandit-host')
   const calls = { peer: 'bandit-host', fn: 'add', args: [1, 2], count: 400, concurrency: 2 }
   // Traffic long enough for a few probe rounds (every 100 ms).
@@ -230,7 +241,7 @@ const MiB = 1024 * 1024
 
 shm('shm arena - large byte values of every kind cross out of band, byte for byte; small ones stay in the ring', async t => {
   const arena = { shmArenaBytes: 256 * MiB }
-  const { host, client } = await pair(t, 'oob-kinds', arena, undefined, arena)
+  const { host, client } = await pair(t, 'oob-kinds', { client: arena, hostRpc: arena })
   await shmUp(client, 'oob-kinds')
   // Only shm both ways, so no call or reply leaves on tcp (the host's bandit would move
   // replies to tcp whenever a loaded machine made shm look slower) and every counter below is exact.
@@ -258,7 +269,7 @@ shm('shm arena - large byte values of every kind cross out of band, byte for byt
 shm('shm arena - a value the callee keeps stays intact while the arena is reused; the caller changing its buffer after the call changes nothing', async t => {
   // An arena smaller than the 60 payloads together, so blocks must be reused.
   const arena = { shmArenaBytes: 64 * MiB }
-  const { client } = await pair(t, 'oob-keep', arena, undefined, arena)
+  const { client } = await pair(t, 'oob-keep', { client: arena, hostRpc: arena })
   await shmUp(client, 'oob-keep')
   await client.request('setTransports', { transports: ['shm'] })
   t.is(await client.request('oobKeep', { peer: 'oob-keep', bytes: 3 * MiB, calls: 60 }), 'ok')
@@ -270,7 +281,7 @@ shm('shm arena - a value the callee keeps stays intact while the arena is reused
 
 shm('shm arena - a full arena sends payloads inline through the ring, and every call is still right', async t => {
   const arena = { shmArenaBytes: 1 * MiB }
-  const { client } = await pair(t, 'oob-full', arena, undefined, arena)
+  const { client } = await pair(t, 'oob-full', { client: arena, hostRpc: arena })
   await shmUp(client, 'oob-full')
   await client.request('setTransports', { transports: ['shm'] })
   t.deepEqual(await client.request('oobConcurrent', { peer: 'oob-full', bytes: 300 * 1024, count: 40, concurrency: 8 }), { ok: 40 })
@@ -282,7 +293,7 @@ shm('shm arena - a full arena sends payloads inline through the ring, and every 
 })
 
 shm('shm arena - the peer killed while large payloads cross: every call ends once, the survivor lives on, nothing left in /dev/shm', async t => {
-  const { host, client } = await pair(t, 'oob-dies', { lookupTimeout: 1 })
+  const { host, client } = await pair(t, 'oob-dies', { client: { lookupTimeout: 1 } })
   await shmUp(client, 'oob-dies')
   const running = client.request('oobConcurrent', { peer: 'oob-dies', bytes: 16 * MiB, count: 40, concurrency: 4 })
   await new Promise(resolve => setTimeout(resolve, 700))
