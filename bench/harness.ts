@@ -21,7 +21,7 @@
  *         ◄──────────────── exit (or SIGKILL after a grace period)
  * ```
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -78,6 +78,19 @@ export function writeReport (name: string, date: Date, report: unknown, latest =
   writeFileSync(file, json)
   if (latest) writeFileSync(join(dir, 'latest.json'), json)
   return relative(process.cwd(), file)
+}
+
+/**
+ * Pins every thread of process `pid` to `cpus` (taskset's list: '1', '0-1'). False when it
+ * cannot (no taskset here, or it failed): the caller measures unpinned and says so.
+ */
+export function pinProcess (pid: number, cpus: string): boolean {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Rejects with a clear message when `promise` takes longer than `ms`; the work itself is not stopped. */

@@ -17,7 +17,7 @@
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
-import { machineFacts, median, nowMs, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
+import { machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
 import { calibrate, describeCalibration } from './calibrate.js'
 import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
@@ -176,6 +176,8 @@ async function runStack (stack: Stack, round: number): Promise<StackRun> {
 
 interface InterleavedRun {
   stacks: string[]
+  /** Where the processes ran while measured. */
+  placement?: string
   results?: Record<string, RoundTripResult>
   errors: string[]
 }
@@ -184,6 +186,11 @@ interface InterleavedRun {
  * The TCP round trip of cohort and the bare libp2p stream measured together: both pairs
  * connected at once, blocks of calls taken in turn. The rounds above measure one stack
  * after another, and their p50s drift apart with the machine's load.
+ *
+ * While measured, the client runs on CPU 0 and both servers on CPU 1, so that both pairs
+ * have the same placement: left to the scheduler, one server would share the client's CPU
+ * and the other not, for a whole run, and the ratio moved 0.93–1.26x between runs of one
+ * evening (1.07–1.14x in four runs placed so).
  */
 async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
   const run: InterleavedRun = { stacks: stacks.map(s => s.id), errors: [] }
@@ -197,6 +204,9 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
       servers.push(server)
       await connectChecked(stack, server, client => { clients.push(client) })
     }
+    const placed = cpus().length >= 2 && servers.every(server => pinProcess(server.pid, '1')) && pinProcess(process.pid, '0')
+    run.placement = placed ? 'client on CPU 0, both servers on CPU 1' : 'as the scheduler placed them (taskset failed)'
+    log(`    placement: ${run.placement}`)
     const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
     run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
     for (const stack of stacks) log(`    ${stack.label}: ${describe(run.results[stack.id])}`)
@@ -204,6 +214,7 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
     run.errors.push((err as Error).message)
     log(`    FAILED ${(err as Error).message}`)
   } finally {
+    pinProcess(process.pid, `0-${cpus().length - 1}`)
     for (const client of clients) await closeClient(client, run.errors)
     for (const server of servers) await stopServer(server, run.errors)
   }
@@ -322,7 +333,7 @@ async function main (): Promise<void> {
   if (interleaved?.results != null) {
     const c = interleaved.results[cohortId]
     const b = interleaved.results[bareId]
-    console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleavedP50)}   p99 ${times(interleavedP99)}`)
+    console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn, ${interleaved.placement ?? ''}): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleavedP50)}   p99 ${times(interleavedP99)}`)
   }
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
   for (const e of interleaved?.errors ?? []) console.log(`! interleaved round trips: ${e}`)
