@@ -189,7 +189,7 @@ interface InterleavedRun {
  *
  * While measured, the client runs on CPU 0 and both servers on CPU 1, so that both pairs
  * have the same placement: left to the scheduler, one server would share the client's CPU
- * and the other not, for a whole run, and the ratio moved 0.93–1.26x between runs of one
+ * and the other not, for a whole run, and the ratio moved 0.89–1.26x between runs of one
  * evening (1.07–1.14x in four runs placed so).
  */
 async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
