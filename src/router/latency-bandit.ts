@@ -236,18 +236,14 @@ export class LatencyBandit {
 
   /** The class's own estimate once trusted, else the nearest smaller class's, else the prior. */
   private estimate (state: ArmState, arm: TransportName, size: SizeClass): number {
-    for (let c = size; c >= 0; c--) {
-      if (state.trusted[c]) return state.estimateUs[c]
-    }
-    return this.priors[arm]
+    const c = deciding(state, size)
+    return c < 0 ? this.priors[arm] : state.estimateUs[c]
   }
 
   /** The least of the last samples of the class estimate() reads (the prior when it reads none), and never above the estimate. */
   private floor (state: ArmState, arm: TransportName, size: SizeClass): number {
-    for (let c = size; c >= 0; c--) {
-      if (state.trusted[c]) return Math.min(state.estimateUs[c], ...state.recentUs[c])
-    }
-    return this.priors[arm]
+    const c = deciding(state, size)
+    return c < 0 ? this.priors[arm] : Math.min(state.estimateUs[c], ...state.recentUs[c])
   }
 
   private arm (peer: string, arm: TransportName): ArmState {
@@ -257,4 +253,12 @@ export class LatencyBandit {
     if (state == null) arms.set(arm, state = new ArmState())
     return state
   }
+}
+
+/** The class whose samples decide for class `size`: its own once trusted, else the nearest smaller trusted one; -1 when none is. */
+function deciding (state: ArmState, size: SizeClass): number {
+  for (let c = size; c >= 0; c--) {
+    if (state.trusted[c]) return c
+  }
+  return -1
 }

@@ -331,7 +331,7 @@ export class ShmLink implements Link {
    */
   private wake (): void {
     if (this.wakePending) return
-    if (this.producer.consumerCpu() !== this.native.currentCpu()) {
+    if (!this.peerOnOurCpu()) {
       this.ring()
       return
     }
@@ -404,7 +404,12 @@ export class ShmLink implements Link {
    * ago says little about the next one.
    */
   private peerOnOurOnlyCpu (): boolean {
-    return this.singleCpu && this.producer.consumerCpu() === this.native.currentCpu()
+    return this.singleCpu && this.peerOnOurCpu()
+  }
+
+  /** Whether the peer last went to sleep, or woke, on the CPU we run on now. */
+  private peerOnOurCpu (): boolean {
+    return this.producer.consumerCpu() === this.native.currentCpu()
   }
 
   /**
