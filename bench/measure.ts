@@ -45,8 +45,10 @@ export interface RoundTripOptions {
   payloadBytes: number
   /**
    * Calls before the samples, and at most how long they may take: the round trip is the
-   * first thing measured on a fresh pair, and until V8 has optimised the hot paths (some
-   * thousands of calls) each call costs several times what it does afterwards.
+   * first thing measured on a fresh pair, and until V8 has optimised the hot paths each
+   * call costs several times what it does afterwards. Some thousands of calls may not be
+   * enough: over shm, 3,000 calls sampled after 5,000 gave a p50 of 6.8–7.5 µs, the next
+   * 3,000 on the same pair 5.3–7.0 and later ones 3.9–5.8 (three pairs).
    */
   warmup: number
   warmupMs: number
@@ -129,8 +131,17 @@ export async function interleavedRoundTrips (clients: EchoClient[], opts: Interl
 export interface PipelinedOptions {
   payloadBytes: number
   inFlight: number
+  /**
+   * Calls before the measured ones, and at most how long they may take. The pipelined
+   * paths (many frames per read, many replies per turn) are not the round trip's: over
+   * shm the first 30,000 pipelined calls ran at 150–280k calls/s and the next ones at
+   * 300–500k, in the same pair, while V8 optimised them.
+   */
   warmup: number
+  warmupMs: number
+  /** Measured calls, and at most how long they may take (the rate is of the calls made by then). */
   calls: number
+  measureMs: number
   capMs: number
 }
 
@@ -161,9 +172,9 @@ export async function pipelined (client: EchoClient, opts: PipelinedOptions): Pr
     return completed
   }
   const capEnd = nowMs() + opts.capMs
-  await run(opts.warmup, capEnd)
+  await run(opts.warmup, Math.min(capEnd, nowMs() + opts.warmupMs))
   const t0 = nowMs()
-  const calls = await run(opts.calls, capEnd)
+  const calls = await run(opts.calls, Math.min(capEnd, t0 + opts.measureMs))
   const seconds = (nowMs() - t0) / 1000
   return { callsPerSec: calls / seconds, calls, seconds }
 }
