@@ -1,12 +1,13 @@
 /**
  * What a pair costs at rest: after 20,000 calls (at most 20 s), 1 s of quiet, then the
  * CPU time of both processes over 5 s in which nothing is called. The shm link should
- * cost nothing then (its pollers asleep on their doorbells); a cohort pair still runs
- * its membership protocol (gossip every 200 ms, SWIM once a second), which the raw unix
- * socket, measured in the same run, does not have. Part of `npm run bench`.
+ * cost nothing then (its pollers asleep on their doorbells): the shm link alone, with no
+ * Rpc around it, shows that directly. A cohort pair still runs its membership protocol
+ * (gossip every 200 ms, SWIM once a second), which the link alone and the raw unix
+ * socket, measured in the same run, do not have. Part of `npm run bench`.
  *
  * ```sh
- * node dist/bench/shm/idle.js                 # cohort over shm, cohort over TCP, raw unix socket
+ * node dist/bench/shm/idle.js                 # cohort over shm, the shm link alone, cohort over TCP, raw unix socket
  * node dist/bench/shm/idle.js cohort-shm
  * ```
  *
@@ -20,7 +21,7 @@ import { payloadOf, warmUp } from '../measure.js'
 import { stackById } from '../tcp/stacks.js'
 
 const CONFIG = { calls: 20_000, callsCapMs: 20_000, quietMs: 1_000, restMs: 5_000 }
-const DEFAULT_STACKS = ['cohort-shm', 'cohort', 'raw-unix']
+const DEFAULT_STACKS = ['cohort-shm', 'shm-link', 'cohort', 'raw-unix']
 const TICK_MS = 10
 
 interface Row { stack: string, label: string, calls: number, clientCpuMs: number, serverCpuMs: number }
