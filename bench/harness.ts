@@ -22,7 +22,7 @@
  * ```
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { dirname, join, relative } from 'node:path'
@@ -57,6 +57,32 @@ export function textTable (header: string[], rows: string[][], left = 1): string
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
   const line = (cells: string[]): string => cells.map((c, i) => i < left ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
   return [line(header), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+/** The machine's CPU time so far, in clock ticks summed over its CPUs (Linux: /proc/stat). */
+export interface CpuTicks { steal: number, total: number }
+
+/** Undefined where /proc/stat cannot be read. */
+export function cpuTicks (): CpuTicks | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = fields
+    const total = user + nice + system + idle + iowait + irq + softirq + steal
+    return Number.isFinite(total) && total > 0 ? { steal, total } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The share of the CPUs' time between two readings that the hypervisor gave to other
+ * guests (steal): on a shared VM the figures of a run taken while it was high are slower
+ * for every stack, and say more about the neighbours than about the code.
+ */
+export function stealShare (from: CpuTicks | undefined, to: CpuTicks | undefined): number | undefined {
+  if (from == null || to == null || to.total <= from.total) return undefined
+  return (to.steal - from.steal) / (to.total - from.total)
 }
 
 /** What every report says of the machine it ran on. */

@@ -17,7 +17,7 @@
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
-import { machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
+import { cpuTicks, machineFacts, median, nowMs, pinProcess, stealShare, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
 import { calibrate, describeCalibration } from './calibrate.js'
 import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
@@ -57,6 +57,8 @@ interface StackRun {
   closeMs?: { client?: number, server: number }
   /** The client's own counters, taken before close() (cohort only). */
   clientDetails?: unknown
+  /** Share of the CPUs' time the hypervisor took for other guests while this stack was measured (see stealShare). */
+  stealShare?: number
   /** Set when a section hung: its calls may still be in flight, so later sections of this round are skipped. */
   hung?: boolean
   errors: string[]
@@ -70,6 +72,7 @@ interface Summary {
   mbPerSec1MiB?: number
   mbPerSec16MiB?: number
   connectMs?: number
+  stealShare?: number
 }
 
 interface StackResult {
@@ -152,10 +155,13 @@ async function runStack (stack: Stack, round: number): Promise<StackRun> {
     const c = await connectChecked(stack, server, connected => { client = connected })
     run.connectMs = nowMs() - t0
     log(`    connected to ${server.address} (server pid ${server.pid}) in ${run.connectMs.toFixed(1)} ms`)
+    const ticks = cpuTicks()
     run.roundTrip64B = await section(run, '64 B round trip', CONFIG.roundTrip.capMs, async () => await roundTrip(c, CONFIG.roundTrip))
     run.pipelined64 = await section(run, '64 B pipelined x64', CONFIG.pipelined.capMs, async () => await pipelined(c, CONFIG.pipelined))
     run.throughput1MiB = await section(run, '1 MiB echo', CONFIG.throughput1MiB.capMs, async () => await throughput(c, CONFIG.throughput1MiB))
     run.throughput16MiB = await section(run, '16 MiB echo', CONFIG.throughput16MiB.capMs, async () => await throughput(c, CONFIG.throughput16MiB))
+    run.stealShare = stealShare(ticks, cpuTicks())
+    if (run.stealShare != null) log(`    steal: ${percent(run.stealShare)} of the CPUs' time went to other guests while measured`)
   } catch (err) {
     run.errors.push((err as Error).message)
     log(`    FAILED ${(err as Error).message}`)
@@ -179,6 +185,7 @@ interface InterleavedRun {
   /** Where the processes ran while measured. */
   placement?: string
   results?: Record<string, RoundTripResult>
+  stealShare?: number
   errors: string[]
 }
 
@@ -209,9 +216,12 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
     if (!placed) for (const pid of [...servers.map(server => server.pid), process.pid]) pinProcess(pid, allCpus())
     run.placement = placed ? 'client on CPU 0, both servers on CPU 1' : 'as the scheduler placed them (taskset failed)'
     log(`    placement: ${run.placement}`)
+    const ticks = cpuTicks()
     const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
+    run.stealShare = stealShare(ticks, cpuTicks())
     run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
     for (const stack of stacks) log(`    ${stack.label}: ${describe(run.results[stack.id])}`)
+    if (run.stealShare != null) log(`    steal: ${percent(run.stealShare)}`)
   } catch (err) {
     run.errors.push((err as Error).message)
     log(`    FAILED ${(err as Error).message}`)
@@ -239,7 +249,8 @@ function summarize (runs: StackRun[]): Summary {
     callsPerSec: med(r => r.pipelined64?.callsPerSec),
     mbPerSec1MiB: med(r => r.throughput1MiB?.mbPerSec),
     mbPerSec16MiB: med(r => r.throughput16MiB?.mbPerSec),
-    connectMs: med(r => r.connectMs)
+    connectMs: med(r => r.connectMs),
+    stealShare: med(r => r.stealShare)
   }
 }
 
@@ -257,19 +268,24 @@ function fmt (value: number | undefined, digits: number): string {
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
+function percent (share: number | undefined): string {
+  return share == null ? '—' : `${(share * 100).toFixed(1)}%`
+}
+
 function log (line: string): void {
   console.log(line)
 }
 
 function table (results: StackResult[]): string {
-  const header = ['stack', 'p50 µs', 'p99 µs', 'calls/s @64', 'MB/s 1MiB', 'MB/s 16MiB']
+  const header = ['stack', 'p50 µs', 'p99 µs', 'calls/s @64', 'MB/s 1MiB', 'MB/s 16MiB', 'steal']
   const rows = results.map(r => [
     r.label,
     fmt(r.summary.p50Us, 1),
     fmt(r.summary.p99Us, 1),
     fmt(r.summary.callsPerSec, 0),
     fmt(r.summary.mbPerSec1MiB, 1),
-    fmt(r.summary.mbPerSec16MiB, 1)
+    fmt(r.summary.mbPerSec16MiB, 1),
+    percent(r.summary.stealShare)
   ])
   return textTable(header, rows)
 }
@@ -331,6 +347,7 @@ async function main (): Promise<void> {
   console.log('p50/p99: 64 B echo, one call at a time.  calls/s: 64 B echo, 64 calls in flight.')
   console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions after warm-up echoes (the first echo of each size is in the log above and the JSON).')
   console.log(describeCalibration(speed))
+  console.log('steal: the share of the CPUs\' time the hypervisor gave other guests while the stack was measured (median of the rounds); a run where it is high is slow for every stack.')
   console.log('')
   console.log(table(results))
   console.log('')
