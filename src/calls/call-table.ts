@@ -20,6 +20,7 @@
  * at most once (see DedupTable).
  */
 import { randomInt } from 'node:crypto'
+import { performance } from 'node:perf_hooks' // not the global, whose every read runs Node's lazy getter
 import { logger } from '@libp2p/logger'
 import { encodeFrame, frameBytes, FrameType, releaseFrame, sealFrame } from '../codec/frame.js'
 import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'

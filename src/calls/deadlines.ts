@@ -23,6 +23,8 @@
  * deadlines.clear()          // close(): no timer left behind
  * ```
  */
+import { performance } from 'node:perf_hooks' // not the global, whose every read runs Node's lazy getter
+
 export interface WithDeadline {
   readonly id: number
   readonly timeoutMs: number

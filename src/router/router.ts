@@ -25,6 +25,7 @@
  * cost a table entry per call. With one arm there is no choice to inform, and no call is
  * timed.
  */
+import { performance } from 'node:perf_hooks' // not the global, whose every read runs Node's lazy getter
 import { logger } from '@libp2p/logger'
 import { decodeFrameBody, encodeFrame, frameBytes, FrameType, HEADER_BYTES, inlineFrame } from '../codec/frame.js'
 import type { CallTable } from '../calls/call-table.js'

@@ -35,6 +35,7 @@
  * ```
  */
 import { availableParallelism } from 'node:os'
+import { performance } from 'node:perf_hooks' // not the global, whose every read runs Node's lazy getter
 import { logger } from '@libp2p/logger'
 import { FrameInbox } from '../frame-inbox.js'
 import { SpinWindow, spinGate, type SpinToken } from '../loop-spinner.js'
