@@ -12,31 +12,38 @@
  * - `atomicsRoundTripUs`: a round trip between two threads spinning on `Atomics.load` of
  *   one SharedArrayBuffer (the median of 9 batches of 20,000 round trips, taken as the
  *   batch's mean), the floor under any shared-memory round trip made from JavaScript.
+ *   Not measured when the process may use only one CPU (`taskset -c 0`): there the two
+ *   spinning threads trade the CPU once per time slice, milliseconds a round trip, and
+ *   the figure would say how the scheduler slices, not how fast the machine is.
  *
  * ```ts
  * const speed = await calibrate()      // about a second
  * console.log(describeCalibration(speed))
  * ```
  */
+import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { median, nowMs } from './harness.js'
 
 export interface Calibration {
   jsWorkUs: number
-  atomicsRoundTripUs: number
+  /** null: the process may use one CPU only (see above). */
+  atomicsRoundTripUs: number | null
 }
 
 const BATCHES = 9
 const PER_BATCH = 20_000
 
 export async function calibrate (): Promise<Calibration> {
-  return { jsWorkUs: jsWork(), atomicsRoundTripUs: await atomicsRoundTrip() }
+  return { jsWorkUs: jsWork(), atomicsRoundTripUs: availableParallelism() > 1 ? await atomicsRoundTrip() : null }
 }
 
 export function describeCalibration (c: Calibration): string {
   return `machine speed now: ${c.jsWorkUs.toFixed(2)} µs of JavaScript per msgpack round of a small object; ` +
-    `${c.atomicsRoundTripUs.toFixed(2)} µs per Atomics round trip between two threads (see bench/calibrate.ts)`
+    (c.atomicsRoundTripUs != null
+      ? `${c.atomicsRoundTripUs.toFixed(2)} µs per Atomics round trip between two threads (see bench/calibrate.ts)`
+      : 'no Atomics round trip: this process may use one CPU only (see bench/calibrate.ts)')
 }
 
 function jsWork (): number {
