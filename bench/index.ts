@@ -28,15 +28,19 @@ const MiB = 1024 * 1024
 const CONFIG = {
   rounds: positiveIntFromEnv('BENCH_ROUNDS', 3),
   roundTrip: { payloadBytes: 64, warmup: 50_000, warmupMs: 1_000, calls: 3000, capMs: 8_000 },
-  pipelined: { payloadBytes: 64, inFlight: 64, warmup: 100_000, warmupMs: 500, calls: 100_000, measureMs: 1_000, capMs: 8_000 },
+  pipelined: { payloadBytes: 64, inFlight: 64, warmup: 1_000_000, warmupMs: 500, calls: 300_000, measureMs: 1_000, capMs: 8_000 },
   throughput1MiB: { payloadBytes: 1 * MiB, warmup: 30, warmupMs: 500, repetitions: 15, capMs: 6_000 },
   throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },
   /** After the rounds: cohort and the bare libp2p stream, round trips in alternating blocks (see interleavedRoundTrips). */
-  interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 30, capMs: 20_000 },
+  interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 30, capMs: 15_000 },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
-  /** No new round starts if, at the pace of the last one, it would end past this much time. */
+  /**
+   * No new round starts if, at the pace of the last one, it would end past this much time:
+   * with the interleaved section after it (its cap and the hang grace, 20 s, plus a few
+   * seconds to start and stop its processes) the run still ends before totalCapMs.
+   */
   roundsBudgetMs: 150_000,
   /** Hard limit for the whole run. */
   totalCapMs: 178_000

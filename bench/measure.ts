@@ -4,7 +4,7 @@
  * throughput. Every loop is bounded by a count and by a deadline.
  *
  * ```ts
- * const lat = await roundTrip(client, { payloadBytes: 64, warmup: 5000, warmupMs: 1000, calls: 3000, capMs: 15_000 })
+ * const lat = await roundTrip(client, { payloadBytes: 64, warmup: 50_000, warmupMs: 1000, calls: 3000, capMs: 15_000 })
  * console.log(lat.p50Us, lat.p99Us)
  * ```
  */
