@@ -17,7 +17,7 @@
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
-import { cpuTicks, machineFacts, median, nowMs, pinProcess, stealShare, positiveIntFromEnv, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
+import { cpuTicks, machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, stealShare, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
 import { calibrate, describeCalibration } from './calibrate.js'
 import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
@@ -201,7 +201,8 @@ interface InterleavedRun {
  * While measured, the client runs on CPU 0 and both servers on CPU 1, so that both pairs
  * have the same placement: left to the scheduler, one server would share the client's CPU
  * and the other not, for a whole run, and the ratio moved 0.89–1.26x between runs of one
- * evening (1.07–1.18x in eight runs placed so).
+ * evening. Placed so, eight runs gave 1.03–1.30x (the highest with 9% of the CPUs' time
+ * stolen by other guests), and one with 10–18% stolen 2.26x.
  */
 async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
   const run: InterleavedRun = { stacks: stacks.map(s => s.id), errors: [] }
