@@ -98,6 +98,34 @@ test('future - result, wait, done, exception and cancel', async t => {
   t.is(cancelled.exception()?.code, 'CANCELLED')
 })
 
+test('future - a native promise; a failed call nobody awaits is no unhandled rejection, and awaiting it later still throws', async t => {
+  const rpc = new Rpc({ name: 'lonely' })
+  rpc.define('twice', (x: number) => x * 2)
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(async () => {
+    process.off('unhandledRejection', onUnhandled)
+    await rpc.close()
+  })
+  const fut = rpc.async_('lonely', 'twice', 21)
+  t.true(fut instanceof Promise)
+  // Promise.resolve takes it as it is, so `await` does too.
+  t.is(Promise.resolve(fut), fut)
+  t.is(await fut, 42)
+  t.is(await fut.then(x => x + 1), 43)
+
+  rpc.async_('lonely', 'missing')
+  const cancelled = rpc.async_('lonely', 'twice', 1)
+  cancelled.cancel()
+  const late = rpc.async_('lonely', 'missing too')
+  // Long enough for Node to report a rejection nobody handled.
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.deepEqual(unhandled, [])
+  t.is((await t.throwsAsync(late) as RpcError).code, 'FUNCTION_NOT_FOUND')
+  t.is((await t.throwsAsync(cancelled) as RpcError).code, 'CANCELLED')
+})
+
 test('names - setName after listen throws; the default name is unique', async t => {
   const a = new Rpc()
   const b = new Rpc()

@@ -1,8 +1,15 @@
 /**
- * The handle of one call. Awaitable like a promise, plus moolib's `result`/`wait`/`done`/
- * `exception`/`cancel`. A Future settles exactly once; the native promise behind `then`
- * is made only when someone asks for it, so a failed call nobody awaits raises no
- * unhandled rejection.
+ * The handle of one call: a native promise, plus moolib's `result`/`wait`/`done`/
+ * `exception`/`cancel`. A Future settles exactly once. A failed call nobody awaits
+ * raises no unhandled rejection: the future marks itself handled as it fails, and
+ * whoever awaits it still gets the error.
+ *
+ * Why a promise and not a thenable: `await` takes a native promise as it is, one job
+ * later; a thenable costs it a job to call `then`, the promise `then` makes, a job to
+ * settle that, and a look-up of `then` on the value. `Future.prototype.constructor` is
+ * `Promise`, which is what lets `await` (and `Promise.resolve`) take a Future as it is,
+ * and makes `then` return plain promises. Awaiting a future that settles with a
+ * Uint8Array: 346–418 ns against 548–574 as a thenable (five rounds of 2M, one process).
  *
  * ```ts
  * const fut = rpc.async_('host', 'bar', 'hi')
@@ -14,29 +21,31 @@ import { RpcError } from '../errors/rpc-error.js'
 
 type Settled<T> = { ok: true, value: T } | { ok: false, error: RpcError }
 
-export class Future<T = unknown> implements PromiseLike<T> {
+/** The Promise constructor's executor for every Future: no closure per future (see the constructor). */
+let takenResolve: ((value: any) => void) | undefined
+let takenReject: ((error: RpcError) => void) | undefined
+function takeSettlers (resolve: (value: any) => void, reject: (error: RpcError) => void): void {
+  takenResolve = resolve
+  takenReject = reject
+}
+
+function ignore (): void {}
+
+export class Future<T = unknown> extends Promise<T> {
   private outcome?: Settled<T>
-  private promise?: Promise<T>
-  private resolvePromise?: (value: T) => void
-  private rejectPromise?: (error: RpcError) => void
+  private readonly settleValue: (value: T) => void
+  private readonly settleError: (error: RpcError) => void
   private listeners?: Array<() => void>
+  /** Called once if `cancel()` ends the future; the owner drops the call. */
+  private readonly onCancel?: (future: Future<T>) => void
 
   /** @param onCancel called once if `cancel()` ends the future; the owner drops the call. */
-  constructor (private readonly onCancel?: (future: Future<T>) => void) {}
-
-  then<R1 = T, R2 = never> (
-    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
-    onRejected?: ((reason: any) => R2 | PromiseLike<R2>) | null
-  ): Promise<R1 | R2> {
-    return this.asPromise().then(onFulfilled, onRejected)
-  }
-
-  catch<R = never> (onRejected?: ((reason: any) => R | PromiseLike<R>) | null): Promise<T | R> {
-    return this.asPromise().catch(onRejected)
-  }
-
-  finally (onFinally?: (() => void) | null): Promise<T> {
-    return this.asPromise().finally(onFinally)
+  constructor (onCancel?: (future: Future<T>) => void) {
+    super(takeSettlers)
+    this.settleValue = takenResolve as (value: T) => void
+    this.settleError = takenReject as (error: RpcError) => void
+    takenResolve = takenReject = undefined
+    this.onCancel = onCancel
   }
 
   /** The value; rejects with the call's error, or with TIMEOUT if it is not done within `timeoutSeconds` (the call goes on). */
@@ -44,7 +53,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     if (timeoutSeconds != null && !(await this.wait(timeoutSeconds))) {
       throw new RpcError('TIMEOUT', `result() waited ${timeoutSeconds} s and the call is still pending`)
     }
-    return await this.asPromise()
+    return await this
   }
 
   /** Alias of `result`. */
@@ -100,7 +109,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
   resolve (value: T): boolean {
     if (this.outcome != null) return false
     this.outcome = { ok: true, value }
-    this.resolvePromise?.(value)
+    this.settleValue(value)
     this.notify()
     return true
   }
@@ -109,7 +118,9 @@ export class Future<T = unknown> implements PromiseLike<T> {
   reject (error: RpcError): boolean {
     if (this.outcome != null) return false
     this.outcome = { ok: false, error }
-    this.rejectPromise?.(error)
+    // Handled from here on: a failed call nobody awaits is no unhandled rejection.
+    Promise.prototype.then.call(this, undefined, ignore)
+    this.settleError(error)
     this.notify()
     return true
   }
@@ -120,19 +131,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     this.listeners = undefined
     for (const listener of listeners) listener()
   }
-
-  private asPromise (): Promise<T> {
-    if (this.promise == null) {
-      const outcome = this.outcome
-      if (outcome != null) {
-        this.promise = outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error)
-      } else {
-        this.promise = new Promise<T>((resolve, reject) => {
-          this.resolvePromise = resolve
-          this.rejectPromise = reject
-        })
-      }
-    }
-    return this.promise
-  }
 }
+
+// `await`, `Promise.resolve` and `then` see a Future as a native promise (see above).
+Object.defineProperty(Future.prototype, 'constructor', { value: Promise, writable: true, configurable: true })
