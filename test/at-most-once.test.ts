@@ -1,6 +1,7 @@
 import test from 'ava'
 import { CallTable } from '../src/calls/call-table.js'
 import { DedupTable } from '../src/calls/dedup-table.js'
+import { Deadlines } from '../src/calls/deadlines.js'
 import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../src/codec/frame.js'
 import { Dispatcher } from '../src/endpoints/dispatcher.js'
 import { EndpointRegistry } from '../src/endpoints/registry.js'
@@ -89,8 +90,8 @@ test('calls - an ended call, and a forgotten dedup entry, keep nothing of their 
   const failed = table.start('p', 'g', [], 10_000)
   const expired = table.start('p', 'h', [], 20)
   const [a, b, c] = [...pending.values()]
-  const lanes = (table as any).deadlines.lanes as Map<number, Map<number, unknown>>
-  const heldByDeadlines = (call: any): boolean => [...lanes.values()].some(lane => lane.get(call.id) === call)
+  const lanes = (table as any).deadlines.lanes as Map<number, { items: unknown[] }>
+  const heldByDeadlines = (call: any): boolean => [...lanes.values()].some(lane => lane.items.includes(call))
   t.truthy(a.future)
   t.true(heldByDeadlines(a) && heldByDeadlines(c))
   t.true(a.frame.byteLength > 64)
@@ -113,6 +114,34 @@ test('calls - an ended call, and a forgotten dedup entry, keep nothing of their 
   dedup.admit(6, 10_000, 6) // the caller is done with every id below 6
   t.is(entry.reply, undefined)
   t.is(dedup.size, 1)
+})
+
+test('deadlines - ended calls held behind a long one stay bounded, and each live call still expires in deadline order', async t => {
+  const expired: number[] = []
+  const deadlines = new Deadlines<{ id: number, timeoutMs: number, deadlineAt: number, awaitingDeadline: boolean }>(item => { expired.push(item.id) })
+  const make = (id: number, timeoutMs: number) => ({ id, timeoutMs, deadlineAt: performance.now() + timeoutMs, awaitingDeadline: false })
+  const long = make(1, 60)
+  deadlines.add(long)
+  // 10,000 calls start and end behind the long one, as a pipelined caller's would.
+  for (let id = 2; id < 10_002; id++) {
+    const call = make(id, 60)
+    deadlines.add(call)
+    deadlines.remove(call)
+  }
+  const lane = (deadlines as any).lanes.get(60) as { items: unknown[], head: number, live: number }
+  t.is(lane.live, 1)
+  t.true(lane.items.length - lane.head <= 2 * 1 + 64 + 1, `${lane.items.length - lane.head} entries held for one live call`)
+  // Another timeout's calls, started later and due sooner, expire first; ended ones never do.
+  const short = make(20_000, 10)
+  const ended = make(20_001, 10)
+  deadlines.add(short)
+  deadlines.add(ended)
+  deadlines.remove(ended)
+  await new Promise(resolve => setTimeout(resolve, 120))
+  t.deepEqual(expired, [20_000, 1])
+  t.false(long.awaitingDeadline)
+  t.is((deadlines as any).lanes.size, 0)
+  deadlines.clear()
 })
 
 test('at-most-once - reply memory is bounded; a resend past the bound gets an error, not a second run', t => {

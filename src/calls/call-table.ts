@@ -64,6 +64,7 @@ class PendingCall {
   state: CallState = 'waiting'
   lookupTimer?: NodeJS.Timeout
   sentAt = 0
+  awaitingDeadline = false
   resends = 0
 
   constructor (
