@@ -2,6 +2,7 @@ import test from 'ava'
 import { CallTable } from '../src/calls/call-table.js'
 import { DedupTable } from '../src/calls/dedup-table.js'
 import { Deadlines } from '../src/calls/deadlines.js'
+import { IdTable } from '../src/calls/id-table.js'
 import { decodeValue, encodeFrame, FrameType, HEADER_BYTES } from '../src/codec/frame.js'
 import { Dispatcher } from '../src/endpoints/dispatcher.js'
 import { EndpointRegistry } from '../src/endpoints/registry.js'
@@ -114,6 +115,59 @@ test('calls - an ended call, and a forgotten dedup entry, keep nothing of their 
   dedup.admit(6, 10_000, 6) // the caller is done with every id below 6
   t.is(entry.reply, undefined)
   t.is(dedup.size, 1)
+})
+
+test('calls - the id table keeps long calls past the ring, finds every id, and gives the lowest one present', t => {
+  const table = new IdTable<{ id: number }>()
+  const live = new Map<number, { id: number }>()
+  const check = (): void => {
+    const ids = [...live.keys()].sort((a, b) => a - b)
+    t.is(table.size, ids.length)
+    t.deepEqual(table.values().map(item => item.id), ids)
+    t.is(table.lowest(), ids[0])
+  }
+  // A long call, then 5,000 short ones with gaps (ids a failed start used and never added)
+  // and 64 in flight, as a pipelined caller's: the long one must stay the low water mark.
+  let id = 1_000
+  const long = { id: id++ }
+  table.add(long)
+  live.set(long.id, long)
+  const inFlight: Array<{ id: number }> = []
+  for (let i = 0; i < 5_000; i++) {
+    if (i % 97 === 0) id++
+    const item = { id: id++ }
+    table.add(item)
+    live.set(item.id, item)
+    inFlight.push(item)
+    if (inFlight.length > 64) {
+      const done = inFlight.shift() as { id: number }
+      t.true(table.delete(done))
+      live.delete(done.id)
+    }
+    if (i % 500 === 0) check()
+  }
+  t.is(table.get(long.id), long)
+  t.is(table.lowest(), long.id)
+  // A burst of 2,000 in flight grows the ring; every one is still found.
+  for (let i = 0; i < 2_000; i++) {
+    const item = { id: id++ }
+    table.add(item)
+    live.set(item.id, item)
+  }
+  check()
+  for (const item of [...live.values()]) t.is(table.get(item.id), item)
+  t.false(table.delete({ id: long.id }))
+  t.true(table.delete(long))
+  live.delete(long.id)
+  check()
+  t.is(table.find(item => item.id === id - 1)?.id, id - 1)
+  t.is(table.get(long.id), undefined)
+  t.is(table.get(1.5), undefined)
+  t.throws(() => { table.add({ id: 5 }) })
+  for (const item of [...live.values()]) table.delete(item)
+  live.clear()
+  check()
+  t.is(table.lowest(), undefined)
 })
 
 test('deadlines - ended calls held behind a long one stay bounded, and each live call still expires in deadline order', async t => {

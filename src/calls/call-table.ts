@@ -26,6 +26,7 @@ import { encodeFrame, frameBytes, FrameType, releaseFrame, sealFrame } from '../
 import { RpcError, describeCall, errorFromWire, type RpcErrorCode } from '../errors/rpc-error.js'
 import { tensorsTo } from '../tensor/tensor.js'
 import { Deadlines } from './deadlines.js'
+import { IdTable } from './id-table.js'
 import { Future } from './future.js'
 
 const log = logger('cohort:calls')
@@ -92,8 +93,8 @@ export interface CallCounters {
 export class CallTable {
   /** Random base, so ids of a restarted process do not repeat its predecessor's. */
   private nextId = randomInt(1, 2 ** 31)
-  /** Outstanding calls in id order (Map keeps insertion order), so the first key is the low water mark. */
-  private readonly calls = new Map<number, PendingCall>()
+  /** Outstanding calls by id; the lowest id is the low water mark. */
+  private readonly calls = new IdTable<PendingCall>()
   private readonly waiting = new Map<string, Set<PendingCall>>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private readonly deadlines = new Deadlines<PendingCall>(call => { this.expire(call) })
@@ -139,7 +140,7 @@ export class CallTable {
     }
     const now = performance.now()
     const call = new PendingCall(id, peer, fn, frame, timeoutMs, now + timeoutMs, future)
-    this.calls.set(id, call)
+    this.calls.add(call)
     this.deadlines.add(call)
     if (!this.transmit(call, now)) this.wait(call)
     // Kept for resends: from here on it must not refer to the caller's buffers (sending sealed it already, if it left).
@@ -183,7 +184,7 @@ export class CallTable {
   onPeerUp (peer: string, restarted: boolean): void {
     clearTimeout(this.graceTimers.get(peer))
     this.graceTimers.delete(peer)
-    for (const call of [...this.calls.values()]) {
+    for (const call of this.calls.values()) {
       if (call.peer !== peer || call.state === 'waiting') continue
       if (restarted) {
         // The process that held the call is gone; the new one never saw it.
@@ -213,7 +214,7 @@ export class CallTable {
    * answers a repeat with the stored reply).
    */
   onLinkLost (peer: string): void {
-    for (const call of [...this.calls.values()]) {
+    for (const call of this.calls.values()) {
       if (call.peer === peer && (call.state === 'sent' || call.state === 'acked')) this.resend(call)
     }
   }
@@ -230,7 +231,7 @@ export class CallTable {
     if (orphans === 0 || this.graceTimers.has(peer)) return
     this.graceTimers.set(peer, setTimeout(() => {
       this.graceTimers.delete(peer)
-      for (const call of [...this.calls.values()]) {
+      for (const call of this.calls.values()) {
         if (call.peer === peer && call.state === 'orphaned') {
           this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: the connection to the peer was lost and did not come back within ${this.init.reconnectGraceMs} ms`, { peer, fn: call.fn }))
         }
@@ -245,7 +246,7 @@ export class CallTable {
    */
   resendUnacked (afterMs: number): void {
     const now = performance.now()
-    for (const call of [...this.calls.values()]) {
+    for (const call of this.calls.values()) {
       if (call.state === 'sent' && now - call.sentAt >= afterMs * 2 ** Math.min(call.resends, 4) &&
           (frameBytes(call.frame) <= RESEND_ANY_PATH_BYTES || this.init.hasLink?.(call.peer) !== true)) {
         call.resends++
@@ -256,7 +257,7 @@ export class CallTable {
 
   /** The peer is known dead: calls it holds end now with PEER_NOT_FOUND (calls still waiting keep their lookup timer, in case it comes back). */
   failPeer (peer: string, why: string): void {
-    for (const call of [...this.calls.values()]) {
+    for (const call of this.calls.values()) {
       if (call.peer === peer && call.state !== 'waiting') this.fail(call, new RpcError('PEER_NOT_FOUND', `${describeCall(peer, call.fn)}: ${why}`, { peer, fn: call.fn }))
     }
   }
@@ -266,7 +267,7 @@ export class CallTable {
     this.closed = error
     for (const timer of this.graceTimers.values()) clearTimeout(timer)
     this.graceTimers.clear()
-    for (const call of [...this.calls.values()]) {
+    for (const call of this.calls.values()) {
       this.fail(call, new RpcError(error.code, `${describeCall(call.peer, call.fn)}: ${error.message}`, { peer: call.peer, fn: call.fn }))
     }
     this.deadlines.clear()
@@ -280,8 +281,7 @@ export class CallTable {
   }
 
   private lowWater (fallback: number): number {
-    const first = this.calls.keys().next()
-    return first.done === true ? fallback : first.value
+    return this.calls.lowest() ?? fallback
   }
 
   private wait (call: PendingCall): void {
@@ -344,7 +344,7 @@ export class CallTable {
   }
 
   private forget (call: PendingCall): void {
-    this.calls.delete(call.id)
+    this.calls.delete(call)
     // Never sent again: arena blocks it held for a resend may go.
     releaseFrame(call.frame)
     this.deadlines.remove(call)
@@ -357,12 +357,9 @@ export class CallTable {
 
   /** A cancelled future: forget its call so a late reply is dropped as stray. */
   private drop (future: Future<any>): void {
-    for (const call of this.calls.values()) {
-      if (call.future === future) {
-        this.forget(call)
-        this.countFailure('CANCELLED')
-        return
-      }
-    }
+    const call = this.calls.find(call => call.future === future)
+    if (call == null) return
+    this.forget(call)
+    this.countFailure('CANCELLED')
   }
 }
