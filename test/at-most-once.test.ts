@@ -163,11 +163,42 @@ test('calls - the id table keeps long calls past the ring, finds every id, and g
   t.is(table.find(item => item.id === id - 1)?.id, id - 1)
   t.is(table.get(long.id), undefined)
   t.is(table.get(1.5), undefined)
-  t.throws(() => { table.add({ id: 5 }) })
+  t.throws(() => { table.add({ id: 1.5 }) })
+  // Ids out of order (a caller's calls over two transports) and far apart (a hostile one).
+  for (const item of [{ id: 5 }, { id: 2 ** 40 + 5 }, { id: 4 }, { id: 5 + 256 }]) {
+    table.add(item)
+    live.set(item.id, item)
+  }
+  check()
+  for (const item of live.values()) t.is(table.get(item.id), item)
   for (const item of [...live.values()]) table.delete(item)
   live.clear()
   check()
   t.is(table.lowest(), undefined)
+})
+
+test('at-most-once - the dedup table stays bounded behind a long call and takes ids out of order', t => {
+  const dedup = new DedupTable(100)
+  t.is(dedup.admit(1, 60_000, 1).kind, 'new')
+  // 10,000 calls run and end while call 1 still runs (the caller's low water mark stays 1).
+  for (let id = 2; id < 10_002; id++) {
+    t.is(dedup.admit(id, 60_000, 1).kind, 'new')
+    dedup.end(id, encodeFrame([FrameType.REPLY, id, 'ok']))
+  }
+  const arrivals = (dedup as any).arrivals as unknown[]
+  t.true(dedup.size <= 101)
+  t.true(arrivals.length - (dedup as any).head <= 2 * dedup.size + 64 + 1, `${arrivals.length} arrivals for ${dedup.size} entries`)
+  t.is(dedup.admit(1, 60_000, 1).kind, 'running')
+  t.is(dedup.admit(10_001, 60_000, 1).kind, 'ended')
+  // Over two transports a later call may come first; each is still run once.
+  t.is(dedup.admit(10_003, 60_000, 1).kind, 'new')
+  t.is(dedup.admit(10_002, 60_000, 1).kind, 'new')
+  t.is(dedup.admit(10_002, 60_000, 1).kind, 'running')
+  // The caller is done with everything below 10,002: only the two newest stay.
+  dedup.end(1, encodeFrame([FrameType.REPLY, 1, 'late']))
+  t.is(dedup.admit(10_004, 60_000, 10_002).kind, 'new')
+  t.is(dedup.admit(5_000, 60_000, 10_002).kind, 'stale')
+  t.is(dedup.size, 3)
 })
 
 test('deadlines - ended calls held behind a long one stay bounded, and each live call still expires in deadline order', async t => {

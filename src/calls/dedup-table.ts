@@ -9,6 +9,7 @@
  * `maxEntries` the oldest ended entries go first.
  */
 import { frameBytes, releaseFrame } from '../codec/frame.js'
+import { IdTable } from './id-table.js'
 
 export type DedupVerdict =
   | { kind: 'new' }
@@ -20,14 +21,23 @@ const NEW: DedupVerdict = Object.freeze({ kind: 'new' })
 const RUNNING: DedupVerdict = Object.freeze({ kind: 'running' })
 const STALE: DedupVerdict = Object.freeze({ kind: 'stale' })
 
-interface Entry {
-  reply?: Uint8Array
-  ended: boolean
-  expiresAt: number
+/** Forgotten entries the arrival queue may hold beyond twice the live ones before it is compacted. */
+const SLACK = 64
+
+class Entry {
+  reply?: Uint8Array = undefined
+  ended = false
+  /** Forgotten: it leaves the arrival queue when it reaches the front. */
+  gone = false
+  constructor (readonly id: number, readonly expiresAt: number) {}
 }
 
 export class DedupTable {
-  private readonly entries = new Map<number, Entry>()
+  /** By id, in a ring rather than a Map (see id-table.ts: a churning Map's tables chain up through scavenges). */
+  private readonly entries = new IdTable<Entry>()
+  /** The same entries in arrival order, which is nearly id order; forgotten ones leave lazily. */
+  private arrivals: Array<Entry | undefined> = []
+  private head = 0
   private lowWater = 0
   private replyBytes = 0
 
@@ -48,7 +58,10 @@ export class DedupTable {
     if (id < this.lowWater) return STALE
     const entry = this.entries.get(id)
     if (entry != null) return entry.ended ? { kind: 'ended', reply: entry.reply } : RUNNING
-    this.entries.set(id, { ended: false, expiresAt: Date.now() + timeoutMs })
+    const fresh = new Entry(id, Date.now() + timeoutMs)
+    this.entries.add(fresh)
+    this.arrivals.push(fresh)
+    if (this.arrivals.length - this.head > 2 * this.entries.size + SLACK) this.compact()
     if (this.entries.size > this.maxEntries) this.evictOldestEnded()
     return NEW
   }
@@ -66,7 +79,8 @@ export class DedupTable {
     }
     if (id < this.lowWater) {
       releaseFrame(reply)
-      this.forget(id, entry)
+      this.forget(entry)
+      this.dropGone()
       return
     }
     entry.ended = true
@@ -76,9 +90,10 @@ export class DedupTable {
   }
 
   private dropOldestReplies (): void {
-    for (const entry of this.entries.values()) {
+    for (let i = this.head; i < this.arrivals.length; i++) {
       if (this.replyBytes <= this.maxReplyBytes) return
-      if (entry.reply != null) {
+      const entry = this.arrivals[i] as Entry
+      if (!entry.gone && entry.reply != null) {
         this.replyBytes -= frameBytes(entry.reply)
         releaseFrame(entry.reply)
         entry.reply = undefined
@@ -86,7 +101,7 @@ export class DedupTable {
     }
   }
 
-  private forget (id: number, entry: Entry): void {
+  private forget (entry: Entry): void {
     if (entry.reply != null) {
       this.replyBytes -= frameBytes(entry.reply)
       releaseFrame(entry.reply)
@@ -94,32 +109,68 @@ export class DedupTable {
       // every scavenge until the next full GC (see calls/call-table.ts, PendingCall).
       entry.reply = undefined
     }
-    this.entries.delete(id)
+    this.entries.delete(entry)
+    // It leaves the arrival queue in dropGone(), which callers run after their walk of it.
+    entry.gone = true
   }
 
   /** Drops ended entries whose deadline has passed. */
   sweep (now: number): void {
-    for (const [id, entry] of this.entries) {
-      if (entry.ended && entry.expiresAt < now) this.forget(id, entry)
+    for (let i = this.head; i < this.arrivals.length; i++) {
+      const entry = this.arrivals[i] as Entry
+      if (!entry.gone && entry.ended && entry.expiresAt < now) this.forget(entry)
     }
+    this.compact()
   }
 
   private advance (callerLowWater: number): void {
     if (!(callerLowWater > this.lowWater)) return
     this.lowWater = callerLowWater
-    // Ids arrive nearly in order, so the map's insertion order is nearly id order.
-    for (const [id, entry] of this.entries) {
-      if (id >= callerLowWater) break
-      if (entry.ended) this.forget(id, entry)
+    // Ids arrive nearly in order, so arrival order is nearly id order.
+    for (let i = this.head; i < this.arrivals.length; i++) {
+      const entry = this.arrivals[i] as Entry
+      if (entry.gone) continue
+      if (entry.id >= callerLowWater) break
+      if (entry.ended) this.forget(entry)
     }
+    this.dropGone()
   }
 
   private evictOldestEnded (): void {
-    for (const [id, entry] of this.entries) {
-      if (entry.ended) {
-        this.forget(id, entry)
-        return
+    for (let i = this.head; i < this.arrivals.length; i++) {
+      const entry = this.arrivals[i] as Entry
+      if (!entry.gone && entry.ended) {
+        this.forget(entry)
+        break
       }
     }
+    this.dropGone()
+  }
+
+  /** Lets the forgotten entries at the front of the arrival queue go. */
+  private dropGone (): void {
+    const arrivals = this.arrivals
+    let head = this.head
+    while (head < arrivals.length && (arrivals[head] as Entry).gone) arrivals[head++] = undefined
+    if (head === arrivals.length) {
+      arrivals.length = 0
+      head = 0
+    } else if (head > 1024 && head * 2 > arrivals.length) {
+      arrivals.copyWithin(0, head)
+      arrivals.length -= head
+      head = 0
+    }
+    this.head = head
+  }
+
+  /** Keeps only the entries not forgotten (ones forgotten behind a call still remembered). */
+  private compact (): void {
+    const kept: Entry[] = []
+    for (let i = this.head; i < this.arrivals.length; i++) {
+      const entry = this.arrivals[i] as Entry
+      if (!entry.gone) kept.push(entry)
+    }
+    this.arrivals = kept
+    this.head = 0
   }
 }

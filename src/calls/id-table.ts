@@ -1,8 +1,9 @@
 /**
- * Items keyed by an integer id that increases with every item added, most of which leave
- * soon after: a CallTable's outstanding calls. A ring of slots indexed by the low bits of
- * the id holds them; an item still there when a newer id lands on its slot (a long call)
- * moves to a Map beside the ring, and a ring more than half full doubles first.
+ * Items keyed by an integer id, where ids mostly increase and most items leave soon after
+ * they came: a CallTable's outstanding calls, a DedupTable's memory of one caller's calls.
+ * A ring of slots indexed by the low bits of the id holds them; of two items that meet on
+ * a slot, the older (lower id) moves to a Map beside the ring, and a ring more than half
+ * full doubles first.
  *
  * ```
  *  ring (8 slots), slot = id & 7:   [1024] [1025] [ -- ] [1019] [1020] [ -- ] [1022] [1023]
@@ -12,14 +13,14 @@
  * Why not a Map: V8 rehashes a Map's table every few dozen additions when entries come and
  * go, and the table it leaves keeps its entries and a link to the new one (for iterators).
  * Once one such table lands in the old generation, each scavenge keeps the next table,
- * the calls it holds, and the table after it alive, and promotes them: a pipelined caller
+ * the items it holds, and the table after it alive, and promotes them: a pipelined caller
  * over shm promoted 0.9 MB per scavenge (95% of what survived), scavenges took 3–4 ms
  * against 0.5–0.7 for its peer, and the old generation grew until a full collection
  * (`--trace-gc-nvp`). Arrays leave no such chain.
  *
  * ```ts
  * const calls = new IdTable<PendingCall>()
- * calls.add(call)              // call.id greater than every id added before
+ * calls.add(call)              // an id not in the table
  * calls.get(id)                // the call, or undefined
  * calls.delete(call)
  * calls.lowest()               // the lowest id present (undefined when empty)
@@ -40,31 +41,33 @@ export class IdTable<T extends { readonly id: number }> {
   private spillLow = Infinity
   /** No item in the ring has an id below this (lowest() moves it on). */
   private ringLow = Infinity
-  /** The highest id added. */
-  private highest = -Infinity
 
   get size (): number {
     return this.inRing + this.spill.size
   }
 
-  /** Adds `item`, whose id must be greater than every id added before. */
+  /** Adds `item`, whose id (a safe integer) must not be in the table. */
   add (item: T): void {
     const id = item.id
-    if (!Number.isSafeInteger(id) || id <= this.highest) throw new Error(`IdTable: id ${id} after ${this.highest}`)
+    if (!Number.isSafeInteger(id)) throw new Error(`IdTable: id ${id} is not a safe integer`)
     let at = id & this.mask
     if (this.slots[at] !== undefined && this.inRing * 2 > this.slots.length) {
       this.grow()
       at = id & this.mask
     }
-    const older = this.slots[at]
-    if (older !== undefined) {
+    let keep = item
+    const there = this.slots[at]
+    if (there !== undefined) {
+      // The older of the two leaves the ring: it is the one likely to stay long.
+      const older = there.id < id ? there : item
+      keep = older === item ? there : item
       this.spill.set(older.id, older)
       if (older.id < this.spillLow) this.spillLow = older.id
+      if (older === item) return
       this.inRing--
     }
-    this.slots[at] = item
+    this.slots[at] = keep
     this.inRing++
-    this.highest = id
     if (id < this.ringLow) this.ringLow = id
   }
 
@@ -96,9 +99,15 @@ export class IdTable<T extends { readonly id: number }> {
     if (this.inRing === 0) {
       this.ringLow = Infinity
     } else {
-      // Past the ids no longer in the ring, each looked at once over the table's life.
+      // Past the ids no longer in the ring: for ids that mostly increase by one, each is
+      // looked at about once over the table's life. Ids far apart: one look at every slot.
       let id = this.ringLow
-      while (this.slots[id & this.mask]?.id !== id) id++
+      const until = id + this.slots.length
+      while (id < until && this.slots[id & this.mask]?.id !== id) id++
+      if (id === until) {
+        id = Infinity
+        for (const item of this.slots) if (item !== undefined && item.id < id) id = item.id
+      }
       this.ringLow = id
     }
     const low = Math.min(this.ringLow, this.spillLow)
