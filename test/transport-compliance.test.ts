@@ -10,11 +10,25 @@ import { farEnd, startFarEnd, transportCompliance, type FarEnd } from './helpers
 
 const MAX_FRAME = 64 * 1024 * 1024
 
+/**
+ * The suite is about links, not their setup: setup gets 30 s (the Rpc's shm offer waits 5),
+ * as a full test run on two busy CPUs has taken longer than 5. A link that never comes
+ * fails its test with why, and leaves no child or transport behind to keep ava waiting.
+ */
+const SETUP_MS = 30_000
+
 async function openTcp (): Promise<FarEnd> {
   const { child, ready } = await startFarEnd('tcp')
   const transport = new TcpTransport({ privateKey: await generateKeyPair('Ed25519'), maxFrameBytes: MAX_FRAME })
-  await transport.start([])
-  const link = await transport.dial(ready.address, AbortSignal.timeout(30_000))
+  let link: Link
+  try {
+    await transport.start([])
+    link = await transport.dial(ready.address, AbortSignal.timeout(SETUP_MS))
+  } catch (err) {
+    child.kill('SIGKILL')
+    await transport.stop()
+    throw err
+  }
   const end = farEnd(child, link)
   const kill = end.kill
   return { ...end, kill: async () => { await kill(); await transport.stop() } }
@@ -22,14 +36,21 @@ async function openTcp (): Promise<FarEnd> {
 
 async function openShm (): Promise<FarEnd> {
   const { child, ready } = await startFarEnd('shm')
-  const shm = new ShmTransport({ maxFrameBytes: MAX_FRAME, ringBytes: 64 * 1024, localPeerId: () => 'parent' })
-  const link = await new Promise<Link>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error('no shm link in 30 s')) }, 30_000)
-    shm.onInbound(l => { clearTimeout(timer); resolve(l) })
-    const via = { transport: 'tcp', send: () => {} } as unknown as Link
-    // The child's offer came over IPC (standing in for the authenticated tcp link).
-    shm.onOffer({ name: 'child', peerId: 'child' }, decodeValue(ready.offer.subarray(4)) as unknown[], via)
-  })
+  const shm = new ShmTransport({ maxFrameBytes: MAX_FRAME, ringBytes: 64 * 1024, setupTimeoutMs: SETUP_MS, localPeerId: () => 'parent' })
+  let link: Link
+  try {
+    link = await new Promise<Link>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`no shm link in ${SETUP_MS / 1000} s: ${shm.lastError ?? 'no error recorded'}`)) }, SETUP_MS + 5_000)
+      shm.onInbound(l => { clearTimeout(timer); resolve(l) })
+      const via = { transport: 'tcp', send: () => {} } as unknown as Link
+      // The child's offer came over IPC (standing in for the authenticated tcp link).
+      shm.onOffer({ name: 'child', peerId: 'child' }, decodeValue(ready.offer.subarray(4)) as unknown[], via)
+    })
+  } catch (err) {
+    child.kill('SIGKILL')
+    await shm.stop()
+    throw err
+  }
   const end = farEnd(child, link)
   const kill = end.kill
   return { ...end, kill: async () => { await kill(); await shm.stop() } }
