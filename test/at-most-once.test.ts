@@ -91,8 +91,8 @@ test('calls - an ended call, and a forgotten dedup entry, keep nothing of their 
   const failed = table.start('p', 'g', [], 10_000)
   const expired = table.start('p', 'h', [], 20)
   const [a, b, c] = [...pending.values()]
-  const lanes = (table as any).deadlines.lanes as Map<number, { items: unknown[] }>
-  const heldByDeadlines = (call: any): boolean => [...lanes.values()].some(lane => lane.items.includes(call))
+  const lanes = (table as any).deadlines.lanes as Map<number, { queue: { items: unknown[] } }>
+  const heldByDeadlines = (call: any): boolean => [...lanes.values()].some(lane => lane.queue.items.includes(call))
   t.truthy(a.future)
   t.true(heldByDeadlines(a) && heldByDeadlines(c))
   t.true(a.frame.byteLength > 64)
@@ -185,9 +185,9 @@ test('at-most-once - the dedup table stays bounded behind a long call and takes 
     t.is(dedup.admit(id, 60_000, 1).kind, 'new')
     dedup.end(id, encodeFrame([FrameType.REPLY, id, 'ok']))
   }
-  const arrivals = (dedup as any).arrivals as unknown[]
+  const arrivals = (dedup as any).arrivals as { items: unknown[], head: number }
   t.true(dedup.size <= 101)
-  t.true(arrivals.length - (dedup as any).head <= 2 * dedup.size + 64 + 1, `${arrivals.length} arrivals for ${dedup.size} entries`)
+  t.true(arrivals.items.length - arrivals.head <= 2 * dedup.size + 64 + 1, `${arrivals.items.length - arrivals.head} arrivals for ${dedup.size} entries`)
   t.is(dedup.admit(1, 60_000, 1).kind, 'running')
   t.is(dedup.admit(10_001, 60_000, 1).kind, 'ended')
   // Over two transports a later call may come first; each is still run once.
@@ -213,9 +213,9 @@ test('deadlines - ended calls held behind a long one stay bounded, and each live
     deadlines.add(call)
     deadlines.remove(call)
   }
-  const lane = (deadlines as any).lanes.get(60) as { items: unknown[], head: number, live: number }
+  const lane = (deadlines as any).lanes.get(60) as { queue: { items: unknown[], head: number }, live: number }
   t.is(lane.live, 1)
-  t.true(lane.items.length - lane.head <= 2 * 1 + 64 + 1, `${lane.items.length - lane.head} entries held for one live call`)
+  t.true(lane.queue.items.length - lane.queue.head <= 2 * 1 + 64 + 1, `${lane.queue.items.length - lane.queue.head} entries held for one live call`)
   // Another timeout's calls, started later and due sooner, expire first; ended ones never do.
   const short = make(20_000, 10)
   const ended = make(20_001, 10)

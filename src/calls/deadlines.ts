@@ -33,6 +33,7 @@
  * ```
  */
 import { performance } from 'node:perf_hooks' // not the global, whose every read runs Node's lazy getter
+import { LazyQueue } from './lazy-queue.js'
 
 export interface WithDeadline {
   readonly id: number
@@ -43,15 +44,16 @@ export interface WithDeadline {
   awaitingDeadline: boolean
 }
 
-/** Ended calls a lane may hold beyond twice its live ones before it is compacted. */
-const SLACK = 64
 /** Lanes kept when they empty (sequential calls would otherwise make one per call); more go at once. */
 const IDLE_LANES = 8
 
-/** One timeout's calls, in start order; those before `head` have left. */
+function ended (item: WithDeadline): boolean {
+  return !item.awaitingDeadline
+}
+
+/** One timeout's calls, in start order. */
 class Lane<T extends WithDeadline> {
-  items: Array<T | undefined> = []
-  head = 0
+  readonly queue = new LazyQueue<T>(ended)
   live = 0
 }
 
@@ -70,9 +72,8 @@ export class Deadlines<T extends WithDeadline> {
     let lane = this.lanes.get(item.timeoutMs)
     if (lane == null) this.lanes.set(item.timeoutMs, lane = new Lane())
     item.awaitingDeadline = true
-    lane.items.push(item)
+    lane.queue.push(item, lane.live)
     lane.live++
-    if (lane.items.length - lane.head > 2 * lane.live + SLACK) compact(lane)
     this.live++
     if (item.deadlineAt < this.timerAt) this.arm(item.deadlineAt)
     else if (!this.timerRefed) {
@@ -88,7 +89,7 @@ export class Deadlines<T extends WithDeadline> {
     if (lane == null) return
     lane.live--
     this.live--
-    if (lane.items[lane.head] === item) dropEnded(lane)
+    if (lane.queue.front() === item) lane.queue.dropEnded()
     if (lane.live === 0 && this.lanes.size > IDLE_LANES) this.lanes.delete(item.timeoutMs)
     // Nothing outstanding: the timer stays for the next call, but holds the process no longer.
     if (this.live === 0 && this.timerRefed) {
@@ -98,8 +99,8 @@ export class Deadlines<T extends WithDeadline> {
   }
 
   clear (): void {
-    for (const lane of this.lanes.values()) {
-      for (let i = lane.head; i < lane.items.length; i++) (lane.items[i] as T).awaitingDeadline = false
+    for (const { queue } of this.lanes.values()) {
+      for (let i = queue.head; i < queue.items.length; i++) (queue.items[i] as T).awaitingDeadline = false
     }
     this.lanes.clear()
     this.live = 0
@@ -126,14 +127,14 @@ export class Deadlines<T extends WithDeadline> {
     let next = Infinity
     for (const [timeoutMs, lane] of this.lanes) {
       for (;;) {
-        dropEnded(lane)
-        const item = lane.items[lane.head]
+        lane.queue.dropEnded()
+        const item = lane.queue.front()
         if (item == null) break
         if (item.deadlineAt > now) {
           next = Math.min(next, item.deadlineAt)
           break
         }
-        lane.items[lane.head++] = undefined
+        lane.queue.shift()
         item.awaitingDeadline = false
         lane.live--
         this.live--
@@ -146,31 +147,4 @@ export class Deadlines<T extends WithDeadline> {
     if (due.length > 1) due.sort((a, b) => a.deadlineAt - b.deadlineAt)
     for (const item of due) this.onExpire(item)
   }
-}
-
-/** Lets the ended items at the front of `lane` go. */
-function dropEnded<T extends WithDeadline> (lane: Lane<T>): void {
-  const items = lane.items
-  let head = lane.head
-  while (head < items.length && !(items[head] as T).awaitingDeadline) items[head++] = undefined
-  if (head === items.length) {
-    items.length = 0
-    head = 0
-  } else if (head > 1024 && head * 2 > items.length) {
-    items.copyWithin(0, head)
-    items.length -= head
-    head = 0
-  }
-  lane.head = head
-}
-
-/** Keeps only the live items of `lane` (ended ones held behind a long call). */
-function compact<T extends WithDeadline> (lane: Lane<T>): void {
-  const kept: T[] = []
-  for (let i = lane.head; i < lane.items.length; i++) {
-    const item = lane.items[i] as T
-    if (item.awaitingDeadline) kept.push(item)
-  }
-  lane.items = kept
-  lane.head = 0
 }

@@ -10,6 +10,7 @@
  */
 import { frameBytes, releaseFrame } from '../codec/frame.js'
 import { IdTable } from './id-table.js'
+import { LazyQueue } from './lazy-queue.js'
 
 export type DedupVerdict =
   | { kind: 'new' }
@@ -20,9 +21,6 @@ export type DedupVerdict =
 const NEW: DedupVerdict = Object.freeze({ kind: 'new' })
 const RUNNING: DedupVerdict = Object.freeze({ kind: 'running' })
 const STALE: DedupVerdict = Object.freeze({ kind: 'stale' })
-
-/** Forgotten entries the arrival queue may hold beyond twice the live ones before it is compacted. */
-const SLACK = 64
 
 class Entry {
   reply?: Uint8Array = undefined
@@ -36,8 +34,7 @@ export class DedupTable {
   /** By id, in a ring rather than a Map (see id-table.ts: a churning Map's tables chain up through scavenges). */
   private readonly entries = new IdTable<Entry>()
   /** The same entries in arrival order, which is nearly id order; forgotten ones leave lazily. */
-  private arrivals: Array<Entry | undefined> = []
-  private head = 0
+  private readonly arrivals = new LazyQueue<Entry>(entry => entry.gone)
   private lowWater = 0
   private replyBytes = 0
 
@@ -59,9 +56,8 @@ export class DedupTable {
     const entry = this.entries.get(id)
     if (entry != null) return entry.ended ? { kind: 'ended', reply: entry.reply } : RUNNING
     const fresh = new Entry(id, Date.now() + timeoutMs)
+    this.arrivals.push(fresh, this.entries.size)
     this.entries.add(fresh)
-    this.arrivals.push(fresh)
-    if (this.arrivals.length - this.head > 2 * this.entries.size + SLACK) this.compact()
     if (this.entries.size > this.maxEntries) this.evictOldestEnded()
     return NEW
   }
@@ -80,7 +76,7 @@ export class DedupTable {
     if (id < this.lowWater) {
       releaseFrame(reply)
       this.forget(entry)
-      this.dropGone()
+      this.arrivals.dropEnded()
       return
     }
     entry.ended = true
@@ -90,9 +86,9 @@ export class DedupTable {
   }
 
   private dropOldestReplies (): void {
-    for (let i = this.head; i < this.arrivals.length; i++) {
+    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
       if (this.replyBytes <= this.maxReplyBytes) return
-      const entry = this.arrivals[i] as Entry
+      const entry = this.arrivals.items[i] as Entry
       if (!entry.gone && entry.reply != null) {
         this.replyBytes -= frameBytes(entry.reply)
         releaseFrame(entry.reply)
@@ -110,67 +106,40 @@ export class DedupTable {
       entry.reply = undefined
     }
     this.entries.delete(entry)
-    // It leaves the arrival queue in dropGone(), which callers run after their walk of it.
+    // It leaves the arrival queue in dropEnded(), which callers run after their walk of it.
     entry.gone = true
   }
 
   /** Drops ended entries whose deadline has passed. */
   sweep (now: number): void {
-    for (let i = this.head; i < this.arrivals.length; i++) {
-      const entry = this.arrivals[i] as Entry
+    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
+      const entry = this.arrivals.items[i] as Entry
       if (!entry.gone && entry.ended && entry.expiresAt < now) this.forget(entry)
     }
-    this.compact()
+    this.arrivals.compact()
   }
 
   private advance (callerLowWater: number): void {
     if (!(callerLowWater > this.lowWater)) return
     this.lowWater = callerLowWater
     // Ids arrive nearly in order, so arrival order is nearly id order.
-    for (let i = this.head; i < this.arrivals.length; i++) {
-      const entry = this.arrivals[i] as Entry
+    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
+      const entry = this.arrivals.items[i] as Entry
       if (entry.gone) continue
       if (entry.id >= callerLowWater) break
       if (entry.ended) this.forget(entry)
     }
-    this.dropGone()
+    this.arrivals.dropEnded()
   }
 
   private evictOldestEnded (): void {
-    for (let i = this.head; i < this.arrivals.length; i++) {
-      const entry = this.arrivals[i] as Entry
+    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
+      const entry = this.arrivals.items[i] as Entry
       if (!entry.gone && entry.ended) {
         this.forget(entry)
         break
       }
     }
-    this.dropGone()
-  }
-
-  /** Lets the forgotten entries at the front of the arrival queue go. */
-  private dropGone (): void {
-    const arrivals = this.arrivals
-    let head = this.head
-    while (head < arrivals.length && (arrivals[head] as Entry).gone) arrivals[head++] = undefined
-    if (head === arrivals.length) {
-      arrivals.length = 0
-      head = 0
-    } else if (head > 1024 && head * 2 > arrivals.length) {
-      arrivals.copyWithin(0, head)
-      arrivals.length -= head
-      head = 0
-    }
-    this.head = head
-  }
-
-  /** Keeps only the entries not forgotten (ones forgotten behind a call still remembered). */
-  private compact (): void {
-    const kept: Entry[] = []
-    for (let i = this.head; i < this.arrivals.length; i++) {
-      const entry = this.arrivals[i] as Entry
-      if (!entry.gone) kept.push(entry)
-    }
-    this.arrivals = kept
-    this.head = 0
+    this.arrivals.dropEnded()
   }
 }
