@@ -84,7 +84,7 @@ test('at-most-once - calls on a lost link are resent to the same process and fai
 test('calls - an ended call, and a forgotten dedup entry, keep nothing of their own alive', async t => {
   // Dead objects in the old generation keep what they point to through every scavenge:
   // an ended call must not point to its future, value, frame or timers (see PendingCall),
-  // nor be held by the table's deadlines.
+  // nor be held by the table's deadlines once no live call is ahead of it in its lane.
   const table = new CallTable({ maxInflight: 10, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, resultDevice: 'cpu', send: () => true })
   const pending = (table as any).calls as Map<number, any>
   const replied = table.start('p', 'f', [new Uint8Array(64)], 10_000)

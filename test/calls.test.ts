@@ -1,5 +1,5 @@
 import test from 'ava'
-import { Rpc, RpcError } from '../src/index.js'
+import { Future, Rpc, RpcError } from '../src/index.js'
 import { PeerProcess, hostAndClient } from './helpers/peer-process.js'
 
 
@@ -124,6 +124,13 @@ test('future - a native promise; a failed call nobody awaits is no unhandled rej
   t.deepEqual(unhandled, [])
   t.is((await t.throwsAsync(late) as RpcError).code, 'FUNCTION_NOT_FOUND')
   t.is((await t.throwsAsync(cancelled) as RpcError).code, 'CANCELLED')
+})
+
+test('future - Promise statics on Future make plain promises', async t => {
+  t.is(await Future.resolve(3), 3)
+  t.deepEqual(await Future.all([1, Promise.resolve(2)]), [1, 2])
+  t.is((await t.throwsAsync(Future.reject(new Error('no')))).message, 'no')
+  t.false(Future.resolve(1) instanceof Future)
 })
 
 test('names - setName after listen throws; the default name is unique', async t => {

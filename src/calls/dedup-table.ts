@@ -116,7 +116,8 @@ export class DedupTable {
       const entry = this.arrivals.items[i] as Entry
       if (!entry.gone && entry.ended && entry.expiresAt < now) this.forget(entry)
     }
-    this.arrivals.compact()
+    this.arrivals.dropEnded()
+    this.arrivals.compactIfSparse(this.entries.size)
   }
 
   private advance (callerLowWater: number): void {
@@ -133,13 +134,19 @@ export class DedupTable {
   }
 
   private evictOldestEnded (): void {
+    let skipped = 0 // forgotten entries walked past
     for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
       const entry = this.arrivals.items[i] as Entry
       if (!entry.gone && entry.ended) {
         this.forget(entry)
         break
       }
+      if (entry.gone) skipped++
     }
     this.arrivals.dropEnded()
+    // Behind a call that runs on, each eviction leaves one more forgotten entry to walk past
+    // next time: past a few dozen, one compaction (of the live entries) instead.
+    if (skipped > 64) this.arrivals.compact()
   }
+
 }

@@ -135,3 +135,8 @@ export class Future<T = unknown> extends Promise<T> {
 
 // `await`, `Promise.resolve` and `then` see a Future as a native promise (see above).
 Object.defineProperty(Future.prototype, 'constructor', { value: Promise, writable: true, configurable: true })
+// Promise's statics would construct a Future with their executor as its onCancel: they make
+// plain promises instead (a Future is made by a call).
+for (const name of ['all', 'allSettled', 'any', 'race', 'reject', 'resolve'] as const) {
+  Object.defineProperty(Future, name, { value: (Promise[name] as (...args: any[]) => Promise<unknown>).bind(Promise), writable: true, configurable: true })
+}

@@ -2,8 +2,9 @@
  * Items keyed by an integer id, where ids mostly increase and most items leave soon after
  * they came: a CallTable's outstanding calls, a DedupTable's memory of one caller's calls.
  * A ring of slots indexed by the low bits of the id holds them; of two items that meet on
- * a slot, the older (lower id) moves to a Map beside the ring, and a ring more than half
- * full doubles first.
+ * a slot, the older (lower id) moves to a Map beside the ring, unless the ring is more than
+ * half full: then it doubles first. A ring under an eighth full halves (not below 256
+ * slots), so a burst does not leave every walk of it long.
  *
  * ```
  *  ring (8 slots), slot = id & 7:   [1024] [1025] [ -- ] [1019] [1020] [ -- ] [1022] [1023]
@@ -23,7 +24,7 @@
  * calls.add(call)              // an id not in the table
  * calls.get(id)                // the call, or undefined
  * calls.delete(call)
- * calls.lowest()               // the lowest id present (undefined when empty)
+ * calls.lowest()               // at most the lowest id present (undefined when empty)
  * for (const call of calls.values()) { ... }   // a copy, in id order
  * calls.find(call => call.future === future)
  * ```
@@ -37,8 +38,15 @@ export class IdTable<T extends { readonly id: number }> {
   private inRing = 0
   /** Items pushed out of the ring by a newer id on their slot. */
   private readonly spill = new Map<number, T>()
-  /** The lowest id in `spill` (Infinity when it is empty). */
+  /**
+   * At most the lowest id in `spill` (Infinity when it is empty). When the lowest leaves, it
+   * stays as it was (low water marks may be low, never high) until lowest() finds about half
+   * the spill gone since it last looked: one pass over the spill per that many deletions,
+   * not one per deletion, whatever order a peer's ids come in.
+   */
   private spillLow = Infinity
+  private spillLowStale = false
+  private spillDeletes = 0
   /** No item in the ring has an id below this (lowest() moves it on). */
   private ringLow = Infinity
 
@@ -83,18 +91,27 @@ export class IdTable<T extends { readonly id: number }> {
     if (this.slots[at] === item) {
       this.slots[at] = undefined
       this.inRing--
+      if (this.slots.length > FIRST_SLOTS && this.inRing * 8 < this.slots.length) this.shrink()
       return true
     }
     if (this.spill.get(item.id) !== item) return false
     this.spill.delete(item.id)
-    if (item.id === this.spillLow) {
+    if (this.spill.size === 0) {
       this.spillLow = Infinity
-      for (const id of this.spill.keys()) if (id < this.spillLow) this.spillLow = id
+      this.spillLowStale = false
+      this.spillDeletes = 0
+    } else {
+      if (item.id === this.spillLow) this.spillLowStale = true
+      this.spillDeletes++
     }
     return true
   }
 
-  /** The lowest id present; undefined when empty. */
+  /**
+   * At most the lowest id present, and undefined when empty: exact but for a spill that has
+   * lost its lowest and less than half of itself since (see spillLow). The call table sends
+   * it as its low water mark, which may be low, never high.
+   */
   lowest (): number | undefined {
     if (this.inRing === 0) {
       this.ringLow = Infinity
@@ -109,6 +126,12 @@ export class IdTable<T extends { readonly id: number }> {
         for (const item of this.slots) if (item !== undefined && item.id < id) id = item.id
       }
       this.ringLow = id
+    }
+    if (this.spillLowStale && this.spillDeletes * 2 >= this.spill.size) {
+      this.spillLow = Infinity
+      for (const id of this.spill.keys()) if (id < this.spillLow) this.spillLow = id
+      this.spillLowStale = false
+      this.spillDeletes = 0
     }
     const low = Math.min(this.ringLow, this.spillLow)
     return low === Infinity ? undefined : low
@@ -134,5 +157,27 @@ export class IdTable<T extends { readonly id: number }> {
     this.slots = new Array(old.length * 2).fill(undefined)
     this.mask = this.slots.length - 1
     for (const item of old) if (item !== undefined) this.slots[item.id & this.mask] = item
+  }
+
+  /** Half the slots; of two items that meet, the older goes to the spill. */
+  private shrink (): void {
+    const old = this.slots
+    this.slots = new Array(old.length / 2).fill(undefined)
+    this.mask = this.slots.length - 1
+    this.inRing = 0
+    for (const item of old) {
+      if (item === undefined) continue
+      const at = item.id & this.mask
+      const there = this.slots[at]
+      if (there === undefined) {
+        this.slots[at] = item
+        this.inRing++
+        continue
+      }
+      const older = there.id < item.id ? there : item
+      this.spill.set(older.id, older)
+      if (older.id < this.spillLow) this.spillLow = older.id
+      if (older === there) this.slots[at] = item
+    }
   }
 }

@@ -29,8 +29,13 @@ export class LazyQueue<T> {
 
   /** Adds `item` at the back; `live` (items not ended) decides whether to compact first. */
   push (item: T, live: number): void {
-    if (this.items.length - this.head > 2 * live + SLACK) this.compact()
+    this.compactIfSparse(live)
     this.items.push(item)
+  }
+
+  /** Compacts when more than twice `live` (items not ended) plus SLACK are held. */
+  compactIfSparse (live: number): void {
+    if (this.items.length - this.head > 2 * live + SLACK) this.compact()
   }
 
   /** Takes the front item out (there must be one). */
