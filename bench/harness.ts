@@ -85,6 +85,21 @@ export function stealShare (from: CpuTicks | undefined, to: CpuTicks | undefined
   return (to.steal - from.steal) / (to.total - from.total)
 }
 
+/**
+ * CPU time process `pid` has used so far, in ms (Linux: utime + stime of /proc/<pid>/stat,
+ * in clock ticks of 10 ms); undefined where it cannot be read.
+ */
+export function processCpuMs (pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+    // Fields after the command name, which may hold spaces: state is the first, utime the 12th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return undefined
+  }
+}
+
 /** What every report says of the machine it ran on. */
 export function machineFacts (): Record<string, unknown> {
   const list = cpus()

@@ -17,9 +17,9 @@
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
-import { cpuTicks, machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, stealShare, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
+import { cpuTicks, machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, processCpuMs, stealShare, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
 import { calibrate, describeCalibration } from './calibrate.js'
-import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
+import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type InterleavedResult, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
 const MiB = 1024 * 1024
@@ -188,7 +188,7 @@ interface InterleavedRun {
   stacks: string[]
   /** Where the processes ran while measured. */
   placement?: string
-  results?: Record<string, RoundTripResult>
+  results?: Record<string, InterleavedResult>
   stealShare?: number
   errors: string[]
 }
@@ -222,7 +222,7 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
     run.placement = placed ? 'client on CPU 0, both servers on CPU 1' : 'as the scheduler placed them (taskset failed)'
     log(`    placement: ${run.placement}`)
     const ticks = cpuTicks()
-    const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
+    const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved, servers.map(server => () => processCpuMs(server.pid))), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
     run.stealShare = stealShare(ticks, cpuTicks())
     run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
     for (const stack of stacks) log(`    ${stack.label}: ${describe(run.results[stack.id])}`)
@@ -261,8 +261,11 @@ function summarize (runs: StackRun[]): Summary {
 
 function describe (value: unknown): string {
   if (value == null || typeof value !== 'object') return String(value)
-  const v = value as Partial<RoundTripResult & PipelinedResult & ThroughputResult>
-  if (v.p50Us != null) return `p50 ${fmt(v.p50Us, 1)} µs, p99 ${fmt(v.p99Us, 1)} µs over ${v.samples ?? 0} calls`
+  const v = value as Partial<InterleavedResult & PipelinedResult & ThroughputResult>
+  if (v.p50Us != null) {
+    const cpu = v.clientCpuUsPerCall != null ? `; CPU per call ${fmt(v.clientCpuUsPerCall, 0)} µs client, ${fmt(v.serverCpuUsPerCall, 0)} µs server` : ''
+    return `p50 ${fmt(v.p50Us, 1)} µs, p99 ${fmt(v.p99Us, 1)} µs over ${v.samples ?? 0} calls${cpu}`
+  }
   if (v.callsPerSec != null) return `${fmt(v.callsPerSec, 0)} calls/s over ${v.calls ?? 0} calls`
   if (v.mbPerSec != null) return `${fmt(v.mbPerSec, 1)} MB/s (median of ${v.samplesMbPerSec?.length ?? 0} after warm-up; the first echo ${fmt(v.coldMbPerSec, 1)})`
   return JSON.stringify(value)
@@ -363,6 +366,7 @@ async function main (): Promise<void> {
     const c = interleaved.results[cohortId]
     const b = interleaved.results[bareId]
     console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn, ${interleaved.placement ?? ''}): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleavedP50)}   p99 ${times(interleavedP99)}`)
+    console.log(`  CPU per call (client, server): cohort ${fmt(c.clientCpuUsPerCall, 0)}, ${fmt(c.serverCpuUsPerCall, 0)} µs; bare libp2p ${fmt(b.clientCpuUsPerCall, 0)}, ${fmt(b.serverCpuUsPerCall, 0)} µs (the server's in 10 ms ticks)`)
   }
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
   for (const e of interleaved?.errors ?? []) console.log(`! interleaved round trips: ${e}`)

@@ -115,22 +115,50 @@ export interface InterleavedOptions {
  * falls on every client alike. Measured one after the other, a stack's p50 moved by 20%
  * and more between runs a minute apart on this VM, enough to turn a ratio either way.
  */
-export async function interleavedRoundTrips (clients: EchoClient[], opts: InterleavedOptions): Promise<RoundTripResult[]> {
+export interface InterleavedResult extends RoundTripResult {
+  /** CPU time per call of the client process over its blocks (µs), the client's share only. */
+  clientCpuUsPerCall: number
+  /** CPU time per call of the server process over the client's blocks (µs; 10 ms ticks), undefined where unknown. */
+  serverCpuUsPerCall?: number
+}
+
+/**
+ * Clients in turn, `blockCalls` round trips each, `blocks` times. `serverCpuMs[i]` reads the
+ * CPU time of client i's server so far (ms), for CPU per call on each side.
+ */
+export async function interleavedRoundTrips (clients: EchoClient[], opts: InterleavedOptions, serverCpuMs: Array<() => number | undefined> = []): Promise<InterleavedResult[]> {
   const payload = payloadOf(opts.payloadBytes)
   const deadline = nowMs() + opts.capMs
   for (const client of clients) await warmUp(client, payload, opts.warmup, Math.min(deadline, nowMs() + opts.warmupMs))
   const us: number[][] = clients.map(() => [])
+  const clientCpuUs = clients.map(() => 0)
+  const serverCpu = clients.map((): number | undefined => 0)
   for (let block = 0; block < opts.blocks && nowMs() < deadline; block++) {
     for (let turn = 0; turn < clients.length; turn++) {
       const index = (block + turn) % clients.length
+      const server0 = serverCpuMs[index]?.()
+      const cpu0 = process.cpuUsage()
       for (let i = 0; i < opts.blockCalls; i++) {
         const t0 = nowMs()
         checkLength(await clients[index].call(payload), payload)
         us[index].push((nowMs() - t0) * 1000)
       }
+      const cpu = process.cpuUsage(cpu0)
+      clientCpuUs[index] += cpu.user + cpu.system
+      const server1 = serverCpuMs[index]?.()
+      const sum = serverCpu[index]
+      serverCpu[index] = sum == null || server0 == null || server1 == null ? undefined : sum + server1 - server0
     }
   }
-  return us.map(roundTripResult)
+  return us.map((samples, i) => {
+    const calls = samples.length
+    const server = serverCpu[i]
+    return {
+      ...roundTripResult(samples),
+      clientCpuUsPerCall: clientCpuUs[i] / calls,
+      serverCpuUsPerCall: server == null || serverCpuMs[i] == null ? undefined : server * 1000 / calls
+    }
+  })
 }
 
 export interface PipelinedOptions {
