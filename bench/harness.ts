@@ -85,16 +85,19 @@ export function stealShare (from: CpuTicks | undefined, to: CpuTicks | undefined
   return (to.steal - from.steal) / (to.total - from.total)
 }
 
+/** The clock tick of /proc's CPU times (USER_HZ, 100 on Linux), ms. */
+export const PROC_TICK_MS = 10
+
 /**
  * CPU time process `pid` has used so far, in ms (Linux: utime + stime of /proc/<pid>/stat,
- * in clock ticks of 10 ms); undefined where it cannot be read.
+ * in ticks of PROC_TICK_MS); undefined where it cannot be read.
  */
 export function processCpuMs (pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
     // Fields after the command name, which may hold spaces: state is the first, utime the 12th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
+    return (Number(fields[11]) + Number(fields[12])) * PROC_TICK_MS
   } catch {
     return undefined
   }

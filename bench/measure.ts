@@ -109,12 +109,6 @@ export interface InterleavedOptions {
   capMs: number
 }
 
-/**
- * The round trip of several clients at once, each measured in short blocks taken in turn
- * (A B C, B C A, C A B, ...), so that whatever else the machine does in those seconds
- * falls on every client alike. Measured one after the other, a stack's p50 moved by 20%
- * and more between runs a minute apart on this VM, enough to turn a ratio either way.
- */
 export interface InterleavedResult extends RoundTripResult {
   /** CPU time per call of the client process over its blocks (µs), the client's share only. */
   clientCpuUsPerCall: number
@@ -123,8 +117,13 @@ export interface InterleavedResult extends RoundTripResult {
 }
 
 /**
- * Clients in turn, `blockCalls` round trips each, `blocks` times. `serverCpuMs[i]` reads the
- * CPU time of client i's server so far (ms), for CPU per call on each side.
+ * The round trip of several clients at once, each measured in short blocks taken in turn
+ * (A B C, B C A, C A B, ...), so that whatever else the machine does in those seconds
+ * falls on every client alike. Measured one after the other, a stack's p50 moved by 20%
+ * and more between runs a minute apart on this VM, enough to turn a ratio either way.
+ *
+ * `serverCpuMs[i]` reads the CPU time of client i's server so far (ms), for CPU per call
+ * on each side.
  */
 export async function interleavedRoundTrips (clients: EchoClient[], opts: InterleavedOptions, serverCpuMs: Array<() => number | undefined> = []): Promise<InterleavedResult[]> {
   const payload = payloadOf(opts.payloadBytes)
@@ -156,7 +155,7 @@ export async function interleavedRoundTrips (clients: EchoClient[], opts: Interl
     return {
       ...roundTripResult(samples),
       clientCpuUsPerCall: clientCpuUs[i] / calls,
-      serverCpuUsPerCall: server == null || serverCpuMs[i] == null ? undefined : server * 1000 / calls
+      serverCpuUsPerCall: server == null ? undefined : server * 1000 / calls
     }
   })
 }

@@ -15,23 +15,20 @@
  * time comes from /proc/<pid>/stat (in ticks of 10 ms).
  */
 import '../../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
-import { readFileSync } from 'node:fs'
-import { machineFacts, nowMs, spawnServer, textTable, writeReport, type Stack } from '../harness.js'
+import { machineFacts, nowMs, PROC_TICK_MS, processCpuMs, spawnServer, textTable, writeReport, type Stack } from '../harness.js'
 import { payloadOf, warmUp } from '../measure.js'
 import { stackById } from '../tcp/stacks.js'
 
 const CONFIG = { calls: 20_000, callsCapMs: 20_000, quietMs: 1_000, restMs: 5_000 }
 const DEFAULT_STACKS = ['cohort-shm', 'shm-link', 'cohort', 'raw-unix']
-const TICK_MS = 10
 
 interface Row { stack: string, label: string, calls: number, clientCpuMs: number, serverCpuMs: number }
 
-/** utime + stime of a process, ms (Linux). */
-function processCpuMs (pid: number): number {
-  // Fields after the command name, which is in parentheses and may hold spaces.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS
+/** The server's CPU time so far, ms; this bench needs it (Linux's /proc). */
+function serverCpuMs (pid: number): number {
+  const ms = processCpuMs(pid)
+  if (ms == null) throw new Error(`cannot read the CPU time of process ${pid} from /proc`)
+  return ms
 }
 
 async function measure (stack: Stack): Promise<Row> {
@@ -42,10 +39,10 @@ async function measure (stack: Stack): Promise<Row> {
       const calls = await warmUp(client, payloadOf(64), CONFIG.calls, nowMs() + CONFIG.callsCapMs)
       await new Promise(resolve => setTimeout(resolve, CONFIG.quietMs))
       const client0 = process.cpuUsage()
-      const server0 = processCpuMs(server.pid)
+      const server0 = serverCpuMs(server.pid)
       await new Promise(resolve => setTimeout(resolve, CONFIG.restMs))
       const used = process.cpuUsage(client0)
-      return { stack: stack.id, label: stack.label, calls, clientCpuMs: (used.user + used.system) / 1000, serverCpuMs: processCpuMs(server.pid) - server0 }
+      return { stack: stack.id, label: stack.label, calls, clientCpuMs: (used.user + used.system) / 1000, serverCpuMs: serverCpuMs(server.pid) - server0 }
     } finally {
       await client.close()
     }
@@ -60,7 +57,7 @@ async function main (): Promise<void> {
   const rows: Row[] = []
   for (const id of ids) rows.push(await measure(stackById(id)))
   console.log('')
-  console.log(`CPU time over ${CONFIG.restMs / 1000} s of rest, after up to ${CONFIG.calls.toLocaleString('en-US')} calls and ${CONFIG.quietMs / 1000} s of quiet (server: in ${TICK_MS} ms ticks).`)
+  console.log(`CPU time over ${CONFIG.restMs / 1000} s of rest, after up to ${CONFIG.calls.toLocaleString('en-US')} calls and ${CONFIG.quietMs / 1000} s of quiet (server: in ${PROC_TICK_MS} ms ticks).`)
   console.log('')
   console.log(textTable(['stack', 'client CPU ms', 'server CPU ms'], rows.map(r => [r.label, r.clientCpuMs.toFixed(1), r.serverCpuMs.toFixed(0)])))
   const report = { benchmark: 'idle', date: started.toISOString(), machine: machineFacts(), config: CONFIG, rows }

@@ -10,7 +10,7 @@
  */
 import { frameBytes, releaseFrame } from '../codec/frame.js'
 import { IdTable } from './id-table.js'
-import { LazyQueue } from './lazy-queue.js'
+import { LazyQueue, SLACK } from './lazy-queue.js'
 
 export type DedupVerdict =
   | { kind: 'new' }
@@ -146,7 +146,6 @@ export class DedupTable {
     this.arrivals.dropEnded()
     // Behind a call that runs on, each eviction leaves one more forgotten entry to walk past
     // next time: past a few dozen, one compaction (of the live entries) instead.
-    if (skipped > 64) this.arrivals.compact()
+    if (skipped > SLACK) this.arrivals.compact()
   }
-
 }

@@ -12,8 +12,8 @@
  * ```
  */
 
-/** Ended items the queue may hold beyond twice its live ones before push() compacts it. */
-const SLACK = 64
+/** Ended items the queue may hold beyond twice its live ones before push() compacts it (and DedupTable's walk past ended ones). */
+export const SLACK = 64
 
 export class LazyQueue<T> {
   /** The items from `head` on; those before it have left (undefined). */
