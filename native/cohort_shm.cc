@@ -214,6 +214,18 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
  * `notify` (the receiver's) puts its block's offset on `freed` when it is collected; the
  * link reads that list (arenaTakeFreed) and tells the sender the block is free again.
  * Finalizers run on the JavaScript thread (Node defers them to it), so no lock is needed.
+ *
+ * The garbage collector and received views. A view dropped young is freed by the next
+ * young collection (a scavenge, 0.3-0.7 ms here), but few JavaScript objects are made per
+ * large payload, so scavenges came seldom: views waited for a full collection, which V8
+ * starts as the bytes of ArrayBuffers pile up. Meanwhile their blocks stayed taken, and the
+ * sender's next payloads went to blocks whose pages had never been touched (16 MiB of
+ * fresh shared pages cost 13-15 ms to fault here; the copy, 2). V8 itself runs a scavenge
+ * when it allocates an ArrayBuffer's memory while young ArrayBuffers account for two
+ * default semispaces (2 x 16 MiB on 64-bit). So every NUDGE_BYTES of views a thread made,
+ * arenaView first allocates a 1-byte ArrayBuffer: views dropped since are freed by that
+ * scavenge, and their blocks come back warm. (V8 still counts each view's bytes towards a
+ * full collection: with a small heap, one comes every few 16 MiB payloads all the same.)
  */
 struct Arena {
   uint8_t *base;
@@ -235,6 +247,10 @@ struct ArenaBlock {
   uint32_t length;
   bool notify;
 };
+
+#define NUDGE_BYTES (32u << 20)
+/* View bytes this thread made since its last nudge (each worker thread has its own heap). */
+static thread_local size_t bytes_since_nudge = 0;
 
 #define ARENA_MIN_BYTES (64u * 1024u)
 #define ARENA_MAX_BYTES (1u << 30)
@@ -333,11 +349,15 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
     return throw_errno(env, "arenaView: block outside the arena or not aligned", ERANGE);
   }
   bool notify = info.Length() > 3 && info[3].ToBoolean().Value();
+  if (notify) {
+    bytes_since_nudge += (size_t)length;
+    if (bytes_since_nudge >= NUDGE_BYTES) {
+      bytes_since_nudge = 0;
+      Napi::ArrayBuffer::New(env, 1);  // the nudge: see "The garbage collector and received views"
+    }
+  }
   ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify };
   a->refs++;
-  // No napi_adjust_external_memory here: V8 already counts every ArrayBuffer's length as
-  // external memory (its array buffer sweeper does), so the garbage collector feels the
-  // pressure of views it could free; adding it again only doubled the count.
   return Napi::ArrayBuffer::New(env, a->base + offset, (size_t)length, arena_block_finalizer, b);
 }
 

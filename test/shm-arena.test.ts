@@ -1,8 +1,12 @@
 import test from 'ava'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { tensor, Tensor } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, frameBytes, FrameReader, FrameType, HEADER_BYTES, inlineFrame, releaseFrame, sealFrame } from '../src/codec/frame.js'
 import { isSplitFrame, OOB_THRESHOLD } from '../src/codec/out-of-band.js'
 import { ARENA_ALIGN, ArenaAllocator } from '../src/transports/shm/arena.js'
+import { loadShmNative } from '../src/transports/shm/native.js'
 
 function body (): { args: unknown[], big: Uint8Array, floats: Float32Array, t: Tensor } {
   const big = new Uint8Array(OOB_THRESHOLD + 5).fill(3)
@@ -88,4 +92,18 @@ test('shm arena - the allocator reuses freed blocks first and merges neighbours'
   for (const [offset, length] of live) arena.release(offset, length)
   t.is(arena.inUse, 0)
   t.is(arena.largestFree(), 1024 * ARENA_ALIGN)
+})
+
+const MiB = 1 << 20
+const COLLECTION = fileURLToPath(new URL('./fixtures/arena-collection.js', import.meta.url))
+const withAddon = loadShmNative().addon != null ? test : test.skip
+
+withAddon('shm arena - every 32 MiB of received views sets off a young collection, which frees the views dropped since', async t => {
+  const { stdout } = await promisify(execFile)(process.execPath, [COLLECTION], { timeout: 30_000 })
+  const { rounds, late } = JSON.parse(stdout) as { rounds: Array<{ freed: number, young: number, full: number }>, late: number }
+  // A quiet process makes too few objects to run young collections by itself (without the
+  // nudge this process runs none): these are the nudges'. Some views are freed by full
+  // collections V8 starts as their bytes pile up, so the counts are lower bounds.
+  t.true(rounds.reduce((n, r) => n + r.young, 0) >= 2, stdout)
+  t.true(rounds.reduce((n, r) => n + r.freed, late) >= 6, stdout)
 })
