@@ -10,7 +10,7 @@
  */
 import { frameBytes, releaseFrame } from '../codec/frame.js'
 import { IdTable } from './id-table.js'
-import { LazyQueue, SLACK } from './lazy-queue.js'
+import { LazyQueue } from './lazy-queue.js'
 
 export type DedupVerdict =
   | { kind: 'new' }
@@ -133,19 +133,29 @@ export class DedupTable {
     this.arrivals.dropEnded()
   }
 
+  /**
+   * Forgets the oldest ended entry after the last one evicted (the arrivals' cursor), and
+   * failing that the oldest from the front. Behind a call that runs on, a walk from the
+   * front would pass every entry evicted so far each time: O(maxEntries) per call.
+   */
   private evictOldestEnded (): void {
-    let skipped = 0 // forgotten entries walked past
-    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
-      const entry = this.arrivals.items[i] as Entry
+    const arrivals = this.arrivals
+    const resume = arrivals.resume()
+    if (!this.evictBetween(resume, arrivals.items.length) && !this.evictBetween(arrivals.head, resume)) return
+    arrivals.dropEnded()
+    arrivals.compactIfSparse(this.entries.size)
+  }
+
+  private evictBetween (start: number, end: number): boolean {
+    const items = this.arrivals.items
+    for (let i = start; i < end; i++) {
+      const entry = items[i] as Entry
       if (!entry.gone && entry.ended) {
         this.forget(entry)
-        break
+        this.arrivals.cursor = i + 1
+        return true
       }
-      if (entry.gone) skipped++
     }
-    this.arrivals.dropEnded()
-    // Behind a call that runs on, each eviction leaves one more forgotten entry to walk past
-    // next time: past a few dozen, one compaction (of the live entries) instead.
-    if (skipped > SLACK) this.arrivals.compact()
+    return false
   }
 }
