@@ -14,7 +14,9 @@
  *   batch's mean), the floor under any shared-memory round trip made from JavaScript.
  *   Not measured when the process may use only one CPU (`taskset -c 0`): there the two
  *   spinning threads trade the CPU once per time slice, milliseconds a round trip, and
- *   the figure would say how the scheduler slices, not how fast the machine is.
+ *   the figure would say how the scheduler slices, not how fast the machine is. Given up
+ *   (null, with the reason) when other work keeps the CPUs so busy that the batches take
+ *   more than ATOMICS_BUDGET_MS together, for the same reason.
  *
  * ```ts
  * const speed = await calibrate()      // about a second
@@ -28,22 +30,32 @@ import { median, nowMs } from './harness.js'
 
 export interface Calibration {
   jsWorkUs: number
-  /** null: the process may use one CPU only (see above). */
+  /** null: not measured, `atomicsSkipped` says why (see above). */
   atomicsRoundTripUs: number | null
+  atomicsSkipped?: string
 }
 
 const BATCHES = 9
 const PER_BATCH = 20_000
+/** All Atomics batches together; an idle machine needs about 0.1 s. */
+const ATOMICS_BUDGET_MS = 10_000
+/** One round trip unanswered this long: the echo thread is gone. */
+const STALL_MS = 5_000
 
 export async function calibrate (): Promise<Calibration> {
-  return { jsWorkUs: jsWork(), atomicsRoundTripUs: availableParallelism() > 1 ? await atomicsRoundTrip() : null }
+  const jsWorkUs = jsWork()
+  if (availableParallelism() < 2) return { jsWorkUs, atomicsRoundTripUs: null, atomicsSkipped: 'this process may use one CPU only' }
+  const atomicsRoundTripUs = await atomicsRoundTrip()
+  return atomicsRoundTripUs != null
+    ? { jsWorkUs, atomicsRoundTripUs }
+    : { jsWorkUs, atomicsRoundTripUs, atomicsSkipped: `other work kept the CPUs busy (over ${ATOMICS_BUDGET_MS / 1000} s)` }
 }
 
 export function describeCalibration (c: Calibration): string {
   return `machine speed now: ${c.jsWorkUs.toFixed(2)} µs of JavaScript per msgpack round of a small object; ` +
     (c.atomicsRoundTripUs != null
       ? `${c.atomicsRoundTripUs.toFixed(2)} µs per Atomics round trip between two threads (see bench/calibrate.ts)`
-      : 'no Atomics round trip: this process may use one CPU only (see bench/calibrate.ts)')
+      : `no Atomics round trip: ${c.atomicsSkipped ?? 'not measured'} (see bench/calibrate.ts)`)
 }
 
 function jsWork (): number {
@@ -74,27 +86,40 @@ const words = new Int32Array(workerData)
 })()
 `
 
-async function atomicsRoundTrip (): Promise<number> {
+/** The median batch's µs per round trip; null when the batches overran ATOMICS_BUDGET_MS. */
+async function atomicsRoundTrip (): Promise<number | null> {
   const memory = new SharedArrayBuffer(256)
   const words = new Int32Array(memory)
   const worker = new Worker(ECHO_WORKER, { eval: true, workerData: memory })
   try {
     await new Promise<void>((resolve, reject) => { worker.once('online', resolve).once('error', reject) })
     let turn = 0
+    const deadline = nowMs() + ATOMICS_BUDGET_MS
     const batch = (): number => {
       const t0 = nowMs()
       for (let i = 0; i < PER_BATCH; i++) {
         turn++
         Atomics.store(words, 0, turn)
-        // Spin: the worker answers within a µs, unless it died (then give up after 5 s).
-        for (let spins = 1; Atomics.load(words, 1) !== turn; spins++) {
-          if (spins % 65536 === 0 && nowMs() - t0 > 5000) throw new Error('calibration: the echo thread stopped answering')
+        // Spin: the worker answers within a µs when it has a CPU, within time slices when
+        // other work holds both; unanswered for STALL_MS, it died.
+        for (let spins = 1, waitingSince = 0; Atomics.load(words, 1) !== turn; spins++) {
+          if (spins % 65536 !== 0) continue
+          const now = nowMs()
+          if (now > deadline) return NaN
+          if (waitingSince === 0) waitingSince = now
+          else if (now - waitingSince > STALL_MS) throw new Error('calibration: the echo thread stopped answering')
         }
       }
       return (nowMs() - t0) * 1000 / PER_BATCH
     }
     batch() // warm-up, and the worker's code gets compiled
-    return median(Array.from({ length: BATCHES }, batch))
+    const batches: number[] = []
+    for (let i = 0; i < BATCHES; i++) {
+      const us = batch()
+      if (Number.isNaN(us) || nowMs() > deadline) return null
+      batches.push(us)
+    }
+    return median(batches)
   } finally {
     Atomics.store(words, 0, -1)
     await worker.terminate()
