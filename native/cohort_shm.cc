@@ -222,8 +222,8 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
  * sender's next payloads went to blocks whose pages had never been touched (16 MiB of
  * fresh shared pages cost 13-15 ms to fault here; the copy, 2). V8 itself runs a scavenge
  * when it allocates an ArrayBuffer's memory while young ArrayBuffers account for two
- * default semispaces (2 x 16 MiB on 64-bit). So every NUDGE_BYTES of views a thread made,
- * arenaView first allocates a 1-byte ArrayBuffer: views dropped since are freed by that
+ * default semispaces (2 x 16 MiB on 64-bit). So every NUDGE_BYTES of received views a thread
+ * made, arenaView first allocates a 1-byte ArrayBuffer: views dropped since are freed by that
  * scavenge, and their blocks come back warm. (V8 still counts each view's bytes towards a
  * full collection: with a small heap, one comes every few 16 MiB payloads all the same.)
  */
@@ -249,7 +249,7 @@ struct ArenaBlock {
 };
 
 #define NUDGE_BYTES (32u << 20)
-/* View bytes this thread made since its last nudge (each worker thread has its own heap). */
+/* Bytes of notifying (received) views this thread made since its last nudge; each worker thread has a heap of its own. */
 static thread_local size_t bytes_since_nudge = 0;
 
 #define ARENA_MIN_BYTES (64u * 1024u)
@@ -350,14 +350,19 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
   }
   bool notify = info.Length() > 3 && info[3].ToBoolean().Value();
   if (notify) {
-    bytes_since_nudge += (size_t)length;
+    // The nudge (see "The garbage collector and received views"): counted before this view
+    // is made, as V8 counts the young ArrayBuffers that exist.
     if (bytes_since_nudge >= NUDGE_BYTES) {
       bytes_since_nudge = 0;
-      Napi::ArrayBuffer::New(env, 1);  // the nudge: see "The garbage collector and received views"
+      Napi::ArrayBuffer::New(env, 1);
+      if (env.IsExceptionPending()) return env.Undefined();
     }
+    bytes_since_nudge += (size_t)length;
   }
   ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify };
   a->refs++;
+  // No napi_adjust_external_memory here: V8 counts every ArrayBuffer's length by itself,
+  // and taking a view back out of that count through it changed nothing (README, "Tried and not kept").
   return Napi::ArrayBuffer::New(env, a->base + offset, (size_t)length, arena_block_finalizer, b);
 }
 

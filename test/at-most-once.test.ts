@@ -191,19 +191,22 @@ test('at-most-once - the dedup table stays bounded behind a long call and takes 
   t.is(dedup.admit(1, 60_000, 1).kind, 'running')
   // What stays are the newest ended calls: the oldest went first.
   for (const id of [9_905, 9_950, 10_001]) t.is(dedup.admit(id, 60_000, 1).kind, 'ended')
-  // The bound is kept by each admission: a call that ends early, ahead of the last one
-  // evicted, is still let go when nothing after it can be.
-  const fresh = new DedupTable(3)
-  fresh.admit(100, 60_000, 100)
-  for (const id of [101, 102, 103]) fresh.admit(id, 60_000, 100)
-  for (const id of [103, 102]) fresh.end(id, encodeFrame([FrameType.REPLY, id, 'ok']))
-  t.is(fresh.size, 4)
-  fresh.admit(104, 60_000, 100)
-  t.is(fresh.size, 4)
-  t.is(fresh.admit(102, 60_000, 100).kind, 'new')
-  fresh.end(101, encodeFrame([FrameType.REPLY, 101, 'ok']))
-  fresh.admit(105, 60_000, 100)
-  t.is(fresh.admit(101, 60_000, 100).kind, 'new')
+  // Past the cap the entry that ended longest ago goes, also when calls that ran long
+  // ended after newer ones: each newest ended call stays for a resend.
+  const reply = (id: number): Uint8Array => encodeFrame([FrameType.REPLY, id, 'ok'])
+  const capped = new DedupTable(10)
+  for (let id = 1; id <= 11; id++) capped.admit(id, 60_000, 1) // 1 runs on; 2..11 run a while
+  capped.end(11, reply(11))
+  capped.admit(12, 60_000, 1) // past the cap: 11, the only one ended, goes
+  capped.end(12, reply(12))
+  for (let id = 2; id <= 10; id++) capped.end(id, reply(id))
+  for (let id = 13; id <= 16; id++) { // each lets the longest ended go: 12, 2, 3, 4
+    capped.admit(id, 60_000, 1)
+    capped.end(id, reply(id))
+  }
+  for (const id of [16, 15, 14, 13, 10, 5]) t.is(capped.admit(id, 60_000, 1).kind, 'ended', `call ${id}`)
+  t.is(capped.admit(1, 60_000, 1).kind, 'running')
+  t.is(capped.admit(4, 60_000, 1).kind, 'new')
   // Over two transports a later call may come first; each is still run once.
   t.is(dedup.admit(10_003, 60_000, 1).kind, 'new')
   t.is(dedup.admit(10_002, 60_000, 1).kind, 'new')

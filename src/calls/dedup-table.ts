@@ -6,7 +6,9 @@
  * Memory stays bounded: the caller's CALL frames carry its low water mark (every id below
  * it has ended for the caller, so it will never be resent) and entries below it go; an
  * entry also goes once its call's deadline has passed (the caller has given up), and past
- * `maxEntries` the oldest ended entries go first.
+ * `maxEntries` the entries that ended longest ago go first. Past `maxReplyBytes` the
+ * replies kept longest go first. Each of these walks a queue of its own from the front, so
+ * none walks past entries it cannot take (a call that runs on, replies already dropped).
  */
 import { frameBytes, releaseFrame } from '../codec/frame.js'
 import { IdTable } from './id-table.js'
@@ -25,7 +27,7 @@ const STALE: DedupVerdict = Object.freeze({ kind: 'stale' })
 class Entry {
   reply?: Uint8Array = undefined
   ended = false
-  /** Forgotten: it leaves the arrival queue when it reaches the front. */
+  /** Forgotten: it leaves each queue when it reaches the front. */
   gone = false
   constructor (readonly id: number, readonly expiresAt: number) {}
 }
@@ -35,6 +37,10 @@ export class DedupTable {
   private readonly entries = new IdTable<Entry>()
   /** The same entries in arrival order, which is nearly id order; forgotten ones leave lazily. */
   private readonly arrivals = new LazyQueue<Entry>(entry => entry.gone)
+  /** Ended entries in the order they ended: who goes first past maxEntries. */
+  private readonly endings = new LazyQueue<Entry>(entry => entry.gone)
+  /** Ended entries holding a reply, in the order they ended: whose reply goes first past maxReplyBytes. */
+  private readonly replies = new LazyQueue<Entry>(entry => entry.gone || entry.reply == null)
   private lowWater = 0
   private replyBytes = 0
 
@@ -58,7 +64,7 @@ export class DedupTable {
     const fresh = new Entry(id, Date.now() + timeoutMs)
     this.arrivals.push(fresh, this.entries.size)
     this.entries.add(fresh)
-    if (this.entries.size > this.maxEntries) this.evictOldestEnded()
+    if (this.entries.size > this.maxEntries) this.evictLongestEnded()
     return NEW
   }
 
@@ -69,31 +75,33 @@ export class DedupTable {
    */
   end (id: number, reply: Uint8Array): void {
     const entry = this.entries.get(id)
-    if (entry == null) {
+    if (entry == null || entry.ended) {
       releaseFrame(reply)
       return
     }
     if (id < this.lowWater) {
       releaseFrame(reply)
       this.forget(entry)
-      this.arrivals.dropEnded()
+      this.dropForgotten()
       return
     }
     entry.ended = true
     entry.reply = reply
     this.replyBytes += frameBytes(reply)
-    if (this.replyBytes > this.maxReplyBytes) this.dropOldestReplies()
+    this.endings.push(entry, this.entries.size)
+    this.replies.push(entry, this.entries.size)
+    if (this.replyBytes > this.maxReplyBytes) this.dropLongestKeptReplies()
   }
 
-  private dropOldestReplies (): void {
-    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
-      if (this.replyBytes <= this.maxReplyBytes) return
-      const entry = this.arrivals.items[i] as Entry
-      if (!entry.gone && entry.reply != null) {
-        this.replyBytes -= frameBytes(entry.reply)
-        releaseFrame(entry.reply)
-        entry.reply = undefined
-      }
+  private dropLongestKeptReplies (): void {
+    const replies = this.replies
+    for (;;) {
+      replies.dropEnded()
+      const entry = replies.front()
+      if (entry == null || this.replyBytes <= this.maxReplyBytes) return
+      this.replyBytes -= frameBytes(entry.reply as Uint8Array)
+      releaseFrame(entry.reply as Uint8Array)
+      entry.reply = undefined
     }
   }
 
@@ -106,18 +114,29 @@ export class DedupTable {
       entry.reply = undefined
     }
     this.entries.delete(entry)
-    // It leaves the arrival queue in dropEnded(), which callers run after their walk of it.
+    // It leaves the queues in dropForgotten(), which callers run after their walks.
     entry.gone = true
   }
 
   /** Drops ended entries whose deadline has passed. */
   sweep (now: number): void {
-    for (let i = this.arrivals.head; i < this.arrivals.items.length; i++) {
-      const entry = this.arrivals.items[i] as Entry
-      if (!entry.gone && entry.ended && entry.expiresAt < now) this.forget(entry)
+    const endings = this.endings
+    for (let i = endings.head; i < endings.items.length; i++) {
+      const entry = endings.items[i] as Entry
+      if (!entry.gone && entry.expiresAt < now) this.forget(entry)
     }
+    this.dropForgotten()
+    const live = this.entries.size
+    this.arrivals.compactIfSparse(live)
+    this.endings.compactIfSparse(live)
+    this.replies.compactIfSparse(live)
+  }
+
+  /** Lets forgotten entries at the fronts of the queues go (push() compacts a queue mostly forgotten). */
+  private dropForgotten (): void {
     this.arrivals.dropEnded()
-    this.arrivals.compactIfSparse(this.entries.size)
+    this.endings.dropEnded()
+    this.replies.dropEnded()
   }
 
   private advance (callerLowWater: number): void {
@@ -130,32 +149,15 @@ export class DedupTable {
       if (entry.id >= callerLowWater) break
       if (entry.ended) this.forget(entry)
     }
-    this.arrivals.dropEnded()
+    this.dropForgotten()
   }
 
-  /**
-   * Forgets the oldest ended entry after the last one evicted (the arrivals' cursor), and
-   * failing that the oldest from the front. Behind a call that runs on, a walk from the
-   * front would pass every entry evicted so far each time: O(maxEntries) per call.
-   */
-  private evictOldestEnded (): void {
-    const arrivals = this.arrivals
-    const resume = arrivals.resume()
-    if (!this.evictBetween(resume, arrivals.items.length) && !this.evictBetween(arrivals.head, resume)) return
-    arrivals.dropEnded()
-    arrivals.compactIfSparse(this.entries.size)
-  }
-
-  private evictBetween (start: number, end: number): boolean {
-    const items = this.arrivals.items
-    for (let i = start; i < end; i++) {
-      const entry = items[i] as Entry
-      if (!entry.gone && entry.ended) {
-        this.forget(entry)
-        this.arrivals.cursor = i + 1
-        return true
-      }
-    }
-    return false
+  /** Forgets the entry that ended longest ago; none while every entry still runs. */
+  private evictLongestEnded (): void {
+    this.endings.dropEnded()
+    const entry = this.endings.front()
+    if (entry == null) return
+    this.forget(entry)
+    this.dropForgotten()
   }
 }

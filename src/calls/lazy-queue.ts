@@ -19,12 +19,6 @@ export class LazyQueue<T> {
   /** The items from `head` on; those before it have left (undefined). */
   items: Array<T | undefined> = []
   head = 0
-  /**
-   * A walk's place, for a caller that resumes walking where it stopped (DedupTable's
-   * eviction): an index into `items`, kept pointing at the same item as the queue moves
-   * its items down. Never below `head` once read through `resume()`.
-   */
-  cursor = 0
 
   constructor (private readonly ended: (item: T) => boolean) {}
 
@@ -51,11 +45,6 @@ export class LazyQueue<T> {
     return item
   }
 
-  /** Where a resumed walk starts: the cursor, or the front if the cursor fell behind it. */
-  resume (): number {
-    return Math.max(this.cursor, this.head)
-  }
-
   /** Lets the ended items at the front go. */
   dropEnded (): void {
     const items = this.items
@@ -63,12 +52,10 @@ export class LazyQueue<T> {
     while (head < items.length && this.ended(items[head] as T)) items[head++] = undefined
     if (head === items.length) {
       items.length = 0
-      this.cursor = 0
       head = 0
     } else if (head > 1024 && head * 2 > items.length) {
       items.copyWithin(0, head)
       items.length -= head
-      this.cursor = Math.max(0, this.cursor - head)
       head = 0
     }
     this.head = head
@@ -77,13 +64,10 @@ export class LazyQueue<T> {
   /** Keeps only the items not ended. */
   compact (): void {
     const kept: T[] = []
-    let cursor = 0
     for (let i = this.head; i < this.items.length; i++) {
-      if (i === this.cursor) cursor = kept.length
       const item = this.items[i] as T
       if (!this.ended(item)) kept.push(item)
     }
-    this.cursor = this.cursor >= this.items.length ? kept.length : cursor
     this.items = kept
     this.head = 0
   }
