@@ -249,7 +249,8 @@ struct ArenaBlock {
 };
 
 #define NUDGE_BYTES (32u << 20)
-/* Bytes of notifying (received) views this thread made since its last nudge; each worker thread has a heap of its own. */
+/* Bytes of notifying (received) views this thread made since its last nudge (a worker
+ * thread has a heap of its own). */
 static thread_local size_t bytes_since_nudge = 0;
 
 #define ARENA_MIN_BYTES (64u * 1024u)
@@ -362,7 +363,8 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
   ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify };
   a->refs++;
   // No napi_adjust_external_memory here: V8 counts every ArrayBuffer's length by itself,
-  // and taking a view back out of that count through it changed nothing (README, "Tried and not kept").
+  // and taking a view back out of that count through it changed nothing (README, "Tried
+  // and not kept").
   return Napi::ArrayBuffer::New(env, a->base + offset, (size_t)length, arena_block_finalizer, b);
 }
 

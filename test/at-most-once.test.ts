@@ -191,8 +191,19 @@ test('at-most-once - the dedup table stays bounded behind a long call and takes 
   t.is(dedup.admit(1, 60_000, 1).kind, 'running')
   // What stays are the newest ended calls: the oldest went first.
   for (const id of [9_905, 9_950, 10_001]) t.is(dedup.admit(id, 60_000, 1).kind, 'ended')
-  // Past the cap the entry that ended longest ago goes, also when calls that ran long
-  // ended after newer ones: each newest ended call stays for a resend.
+  // Over two transports a later call may come first; each is still run once.
+  t.is(dedup.admit(10_003, 60_000, 1).kind, 'new')
+  t.is(dedup.admit(10_002, 60_000, 1).kind, 'new')
+  t.is(dedup.admit(10_002, 60_000, 1).kind, 'running')
+  // The caller is done with everything below 10,002: only the two newest stay.
+  dedup.end(1, encodeFrame([FrameType.REPLY, 1, 'late']))
+  t.is(dedup.admit(10_004, 60_000, 10_002).kind, 'new')
+  t.is(dedup.admit(5_000, 60_000, 10_002).kind, 'stale')
+  t.is(dedup.size, 3)
+})
+
+test('at-most-once - past the cap the entry that ended longest ago goes, also when calls that ran long end after newer ones', t => {
+  // Each newest ended call stays for a resend; what ended long ago goes first.
   const reply = (id: number): Uint8Array => encodeFrame([FrameType.REPLY, id, 'ok'])
   const capped = new DedupTable(10)
   for (let id = 1; id <= 11; id++) capped.admit(id, 60_000, 1) // 1 runs on; 2..11 run a while
@@ -207,15 +218,6 @@ test('at-most-once - the dedup table stays bounded behind a long call and takes 
   for (const id of [16, 15, 14, 13, 10, 5]) t.is(capped.admit(id, 60_000, 1).kind, 'ended', `call ${id}`)
   t.is(capped.admit(1, 60_000, 1).kind, 'running')
   t.is(capped.admit(4, 60_000, 1).kind, 'new')
-  // Over two transports a later call may come first; each is still run once.
-  t.is(dedup.admit(10_003, 60_000, 1).kind, 'new')
-  t.is(dedup.admit(10_002, 60_000, 1).kind, 'new')
-  t.is(dedup.admit(10_002, 60_000, 1).kind, 'running')
-  // The caller is done with everything below 10,002: only the two newest stay.
-  dedup.end(1, encodeFrame([FrameType.REPLY, 1, 'late']))
-  t.is(dedup.admit(10_004, 60_000, 10_002).kind, 'new')
-  t.is(dedup.admit(5_000, 60_000, 10_002).kind, 'stale')
-  t.is(dedup.size, 3)
 })
 
 test('deadlines - ended calls held behind a long one stay bounded, and each live call still expires in deadline order', async t => {

@@ -2,7 +2,8 @@
  * Items in the order they came, whose ends are only marked: an ended item leaves when it
  * reaches the front, and the queue is compacted when too many ended ones wait behind a
  * live one. For what would otherwise be a Map entry made and dropped per call (see
- * id-table.ts for why not a Map): each timeout's lane of Deadlines; a DedupTable's arrivals, endings and replies.
+ * id-table.ts for why not a Map): each timeout's lane of Deadlines; a DedupTable's
+ * arrivals, endings and replies.
  *
  * ```ts
  * const queue = new LazyQueue<Call>(call => call.ended)
