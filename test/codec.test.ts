@@ -398,4 +398,10 @@ test('codec - bad bytes give BAD_FRAME, never a crash', t => {
   const notArray = encodeFrame(['just a string'] as unknown[]).subarray(0)
   notArray[4] = 0xa1 // fixstr of length 1 instead of an array
   t.throws(() => new FrameReader(1 << 20).push(notArray, () => {}), { code: 'BAD_FRAME' })
+  // A Float32Array whose bytes are not whole elements (ext 0x74, kind 7, 7 bytes), in a
+  // body small enough for the small-tree reader; it had escaped as a bare RangeError.
+  const ragged = Uint8Array.from([0x93, FrameType.REPLY, 9, 0xc7, 8, 0x74, 7, 1, 2, 3, 4, 5, 6, 7])
+  for (const copy of [false, true]) t.throws(() => decodeFrameBody(ragged, copy), { code: 'BAD_FRAME', message: /multiple of 4/ })
+  const sound = encodeFrame([FrameType.REPLY, 10, new Float32Array([1.5, -2])]).subarray(HEADER_BYTES)
+  t.deepEqual(decodeFrameBody(sound), [FrameType.REPLY, 10, new Float32Array([1.5, -2])])
 })

@@ -358,12 +358,18 @@ export function readSmallTree (body: Uint8Array, copy: boolean, start = 0, end =
   copyBytes = copy
   plainSrc = body.constructor === Uint8Array
   floats = undefined
-  const value = get(0)
-  const whole = from === srcEnd
-  src = NO_BYTES
-  floats = undefined
-  for (let i = 0; i < readShapesUsed; i++) readShapes[i] = NO_KEYS
-  readShapesUsed = 0
+  let value: unknown
+  let whole: boolean
+  try {
+    value = get(0)
+    whole = from === srcEnd
+  } finally {
+    // Also after a throw: no shape of this body may be seen by the next one.
+    src = NO_BYTES
+    floats = undefined
+    for (let i = 0; i < readShapesUsed; i++) readShapes[i] = NO_KEYS
+    readShapesUsed = 0
+  }
   if (!whole || !Array.isArray(value)) {
     reads.miss()
     return undefined
@@ -542,7 +548,8 @@ function getBin (length: number): unknown {
 function getTypedArray (length: number): unknown {
   if (src[from] !== TYPED_ARRAY_EXTENSION || length < 1 || from + 1 + length > srcEnd) return GIVE_UP
   const kind = src[from + 1]
-  if (kind >= KINDS.length) return GIVE_UP
+  // Bytes that do not make whole elements of their kind are msgpackr's to refuse (BAD_FRAME).
+  if (kind >= KINDS.length || (length - 1) % KINDS[kind].BYTES_PER_ELEMENT !== 0) return GIVE_UP
   from += 1 + length
   if (kind === UINT8_ARRAY) return plainSrc ? src.slice(from - length + 1, from) : new Uint8Array(src.buffer, src.byteOffset + from - length + 1, length - 1).slice()
   // The other kinds as msgpackr hands them to typed-arrays.ts: the ext's bytes, kind first.
