@@ -69,8 +69,7 @@ export class IdTable<T extends { readonly id: number }> {
       // The older of the two leaves the ring: it is the one likely to stay long.
       const older = there.id < id ? there : item
       keep = older === item ? there : item
-      this.spill.set(older.id, older)
-      if (older.id < this.spillLow) this.spillLow = older.id
+      this.toSpill(older)
       if (older === item) return
       this.inRing--
     }
@@ -175,9 +174,13 @@ export class IdTable<T extends { readonly id: number }> {
         continue
       }
       const older = there.id < item.id ? there : item
-      this.spill.set(older.id, older)
-      if (older.id < this.spillLow) this.spillLow = older.id
+      this.toSpill(older)
       if (older === there) this.slots[at] = item
     }
+  }
+
+  private toSpill (item: T): void {
+    this.spill.set(item.id, item)
+    if (item.id < this.spillLow) this.spillLow = item.id
   }
 }

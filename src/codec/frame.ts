@@ -273,17 +273,10 @@ export class FrameReader {
  * once. The bounds spare the readers of rings and sockets a view per frame.
  */
 export function decodeFrameBody (body: Uint8Array, copy = false, start = 0, end = body.byteLength): unknown[] {
-  let small: unknown[] | undefined
-  try {
-    small = readSmallTree(body, copy, start, end)
-  } catch (err) {
-    throw err instanceof RpcError ? err : new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
-  }
-  if (small != null) return checkFrame(small)
-  if (start !== 0 || end !== body.byteLength) body = body.subarray(start, end)
   let frame: unknown
   try {
-    frame = (copy ? copyingPackr : packr).unpack(asBuffer(body))
+    frame = readSmallTree(body, copy, start, end)
+    if (frame == null) frame = (copy ? copyingPackr : packr).unpack(asBuffer(start !== 0 || end !== body.byteLength ? body.subarray(start, end) : body))
   } catch (err) {
     throw new RpcError('BAD_FRAME', `frame body is not valid msgpack: ${(err as Error).message}`)
   }
