@@ -15,6 +15,7 @@
  */
 #include <napi.h>
 #include <uv.h>
+#include <v8.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -213,19 +214,23 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
  * mapping alive however long it lives, also after the link closed. A view made with
  * `notify` (the receiver's) puts its block's offset on `freed` when it is collected; the
  * link reads that list (arenaTakeFreed) and tells the sender the block is free again.
- * Finalizers run on the JavaScript thread (Node defers them to it), so no lock is needed.
  *
- * The garbage collector and received views. A view dropped young is freed by the next
- * young collection (a scavenge, 0.3-0.7 ms here), but few JavaScript objects are made per
- * large payload, so scavenges came seldom: views waited for a full collection, which V8
- * starts as the bytes of ArrayBuffers pile up. Meanwhile their blocks stayed taken, and the
- * sender's next payloads went to blocks whose pages had never been touched (16 MiB of
- * fresh shared pages cost 13-15 ms to fault here; the copy, 2). V8 itself runs a scavenge
- * when it allocates an ArrayBuffer's memory while young ArrayBuffers account for two
- * default semispaces (2 x 16 MiB on 64-bit). So every NUDGE_BYTES of received views a thread
- * made, arenaView first allocates a 1-byte ArrayBuffer: views dropped since are freed by that
- * scavenge, and their blocks come back warm. (V8 still counts each view's bytes towards a
- * full collection: with a small heap, one comes every few 16 MiB payloads all the same.)
+ * How a view's end is seen. The ArrayBuffer's memory is given to V8 with an empty deleter,
+ * so V8 does not count its length as memory it allocated (the arena is paid for already),
+ * and a weak handle on the ArrayBuffer object says when it is collected. Counted, every
+ * view added its length to the external memory V8 weighs against its old-generation limit:
+ * with the small heap of a process that mostly moves large payloads (15 MB, a limit of
+ * 38), every few 16 MiB views started a full collection, 5-20 ms of pauses and marking on
+ * two CPUs (README, "Tried and not kept"). The object's lifetime is the memory's only if
+ * the memory never moves to another ArrayBuffer, which detaching does: so each view gets a
+ * detach key no one else holds (ArrayBuffer.prototype.transfer throws), and arena.ts marks
+ * it untransferable (postMessage and structuredClone copy it; with the key but without
+ * the mark, Node 20 aborts on a transfer list naming it).
+ *
+ * Weak callbacks run inside a collection, on the JavaScript thread: they touch no V8 state
+ * but their own handle, and no lock is needed. Views still alive when their environment
+ * ends (a worker thread, the process) are let go by its cleanup hook. When collections run
+ * is arena.ts's concern (young-collection.ts).
  */
 struct Arena {
   uint8_t *base;
@@ -246,12 +251,13 @@ struct ArenaBlock {
   uint32_t offset;
   uint32_t length;
   bool notify;
+  /* Weak: says when the view's ArrayBuffer was collected. */
+  v8::Global<v8::ArrayBuffer> buffer;
+  /* This thread's live views, for its environment's teardown. */
+  ArenaBlock *prev;
+  ArenaBlock *next;
 };
 
-#define NUDGE_BYTES (32u << 20)
-/* Bytes of notifying (received) views this thread made since its last nudge (a worker
- * thread has a heap of its own). */
-static thread_local size_t bytes_since_nudge = 0;
 
 #define ARENA_MIN_BYTES (64u * 1024u)
 #define ARENA_MAX_BYTES (1u << 30)
@@ -272,8 +278,15 @@ static void arena_handle_finalizer(Napi::Env, ArenaHandle *h) {
   delete h;
 }
 
-static void arena_block_finalizer(Napi::Env, void *, ArenaBlock *b) {
-  if (b->notify && b->arena->open) {
+static thread_local ArenaBlock *live_views = nullptr;
+
+/* A view is gone: its block goes on `freed` when it was collected (not at teardown). */
+static void arena_block_release(ArenaBlock *b, bool collected) {
+  if (b->prev != nullptr) b->prev->next = b->next;
+  else live_views = b->next;
+  if (b->next != nullptr) b->next->prev = b->prev;
+  b->buffer.Reset();
+  if (collected && b->notify && b->arena->open) {
     b->arena->freed.push_back((double)b->offset);
     uint64_t one = 1;
     /* EAGAIN (a full counter) already means "look". The fd is the link's until arenaClose. */
@@ -281,6 +294,16 @@ static void arena_block_finalizer(Napi::Env, void *, ArenaBlock *b) {
   }
   arena_unref(b->arena);
   delete b;
+}
+
+/* First-pass weak callback, inside the collection: no V8 calls but Reset (done above). */
+static void arena_block_collected(const v8::WeakCallbackInfo<ArenaBlock> &info) {
+  arena_block_release(info.GetParameter(), true);
+}
+
+/* The environment (a worker thread, or the process) is ending: its views can no longer be used. */
+static void arena_views_teardown(void *) {
+  while (live_views != nullptr) arena_block_release(live_views, false);
 }
 
 static Arena *arena_arg(const Napi::CallbackInfo &info, size_t i) {
@@ -350,22 +373,23 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
     return throw_errno(env, "arenaView: block outside the arena or not aligned", ERANGE);
   }
   bool notify = info.Length() > 3 && info[3].ToBoolean().Value();
-  if (notify) {
-    // The nudge (see "The garbage collector and received views"): counted before this view
-    // is made, as V8 counts the young ArrayBuffers that exist.
-    if (bytes_since_nudge >= NUDGE_BYTES) {
-      bytes_since_nudge = 0;
-      Napi::ArrayBuffer::New(env, 1);
-      if (env.IsExceptionPending()) return env.Undefined();
-    }
-    bytes_since_nudge += (size_t)length;
-  }
-  ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify };
+  v8::Isolate *isolate = v8::Isolate::GetCurrent();
+  // Uncounted, watched by a weak handle, never detached: see "How a view's end is seen".
+  v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(
+    isolate, v8::ArrayBuffer::NewBackingStore(a->base + offset, (size_t)length, v8::BackingStore::EmptyDeleter, nullptr));
+  buffer->SetDetachKey(v8::Symbol::New(isolate));
+  ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify, {}, nullptr, live_views };
+  if (live_views != nullptr) live_views->prev = b;
+  live_views = b;
   a->refs++;
-  // No napi_adjust_external_memory here: V8 counts every ArrayBuffer's length by itself,
-  // and taking a view back out of that count through it changed nothing (README, "Tried
-  // and not kept").
-  return Napi::ArrayBuffer::New(env, a->base + offset, (size_t)length, arena_block_finalizer, b);
+  b->buffer.Reset(isolate, buffer);
+  b->buffer.SetWeak(b, arena_block_collected, v8::WeakCallbackType::kParameter);
+  // What Node's own N-API does to hand a V8 value back (v8impl::JsValueFromV8LocalValue).
+  v8::Local<v8::Value> value = buffer;
+  napi_value result;
+  static_assert(sizeof value == sizeof result, "a napi_value is a v8::Local");
+  memcpy(&result, &value, sizeof result);
+  return Napi::Value(env, result);
 }
 
 /* arenaTakeFreed(handle) -> offsets of blocks whose notifying views were collected since last asked. */
@@ -373,9 +397,11 @@ static Napi::Value ArenaTakeFreed(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Arena *a = arena_arg(info, 0);
   if (a == nullptr) return throw_type(env, "arenaTakeFreed(handle): an open arena");
-  Napi::Array out = Napi::Array::New(env, a->freed.size());
-  for (size_t i = 0; i < a->freed.size(); i++) out.Set((uint32_t)i, a->freed[i]);
-  a->freed.clear();
+  // Taken first: making the array can set off a collection, whose weak callbacks add to `freed`.
+  std::vector<double> taken;
+  taken.swap(a->freed);
+  Napi::Array out = Napi::Array::New(env, taken.size());
+  for (size_t i = 0; i < taken.size(); i++) out.Set((uint32_t)i, taken[i]);
   return out;
 }
 
@@ -707,6 +733,7 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
 };
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  napi_add_env_cleanup_hook(env, arena_views_teardown, nullptr);
   exports.Set("layout", Napi::Function::New(env, Layout));
   exports.Set("createSegment", Napi::Function::New(env, CreateSegment));
   exports.Set("mapSegment", Napi::Function::New(env, MapSegment));

@@ -7,6 +7,7 @@ import { decodeFrameBody, encodeFrame, frameBytes, FrameReader, FrameType, HEADE
 import { isSplitFrame, OOB_THRESHOLD } from '../src/codec/out-of-band.js'
 import { ARENA_ALIGN, ArenaAllocator } from '../src/transports/shm/arena.js'
 import { loadShmNative } from '../src/transports/shm/native.js'
+import { COLLECT_EVERY_BYTES } from '../src/transports/shm/young-collection.js'
 
 function body (): { args: unknown[], big: Uint8Array, floats: Float32Array, t: Tensor } {
   const big = new Uint8Array(OOB_THRESHOLD + 5).fill(3)
@@ -96,13 +97,34 @@ test('shm arena - the allocator reuses freed blocks first and merges neighbours'
 
 const MiB = 1 << 20
 const COLLECTION = fileURLToPath(new URL('./fixtures/arena-collection.js', import.meta.url))
+const LIFETIME = fileURLToPath(new URL('./fixtures/arena-view-lifetime.js', import.meta.url))
 const withAddon = loadShmNative().addon != null ? test : test.skip
 
-withAddon('shm arena - every 32 MiB of received views sets off a young collection, and dropped views come back', async t => {
+withAddon('shm arena - every 32 MiB of received views runs a young collection, dropped views come back, and V8 does not count them', async t => {
   const { stdout } = await promisify(execFile)(process.execPath, [COLLECTION], { timeout: 30_000 })
-  const { rounds, late } = JSON.parse(stdout) as { rounds: Array<{ freed: number, young: number, full: number }>, late: number }
-  // A quiet process makes too few objects to run young collections by itself (without the
-  // nudge this process runs none): these are the nudges'.
-  t.true(rounds.reduce((n, r) => n + r.young, 0) >= 2, stdout)
-  t.true(rounds.reduce((n, r) => n + r.freed, late) >= 6, stdout)
+  const { rounds, late, ran, heldExternal } = JSON.parse(stdout) as { rounds: Array<{ freed: number, young: number }>, late: number, ran: number, heldExternal: number }
+  t.is(ran, 12 * 16 * MiB / COLLECT_EVERY_BYTES, stdout)
+  // A quiet process makes too few objects to run young collections by itself: these are ours.
+  t.true(rounds.reduce((n, r) => n + r.young, 0) >= ran, stdout)
+  t.true(rounds.reduce((n, r) => n + r.freed, late) >= 8, stdout)
+  // Counted, four held 16 MiB views would add 64 MiB.
+  t.true(heldExternal < 16 * MiB, stdout)
+})
+
+withAddon('shm arena - a received view keeps its block however it is cloned or transferred, and a worker may end holding views', async t => {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', LIFETIME], { timeout: 30_000 })
+  const r = JSON.parse(stdout) as {
+    afterClone: { copy: boolean, original: boolean }, afterPost: { copy: boolean, original: boolean }, transfer: string, afterTransfer: boolean,
+    freedWhileHeld: number, freedAfterDrop: number[], offset: number, workerExit: number, readAfterWorker: boolean
+  }
+  // A transfer list copies the view: the original keeps its memory and its bytes.
+  t.deepEqual(r.afterClone, { copy: true, original: true }, stdout)
+  t.deepEqual(r.afterPost, { copy: true, original: true }, stdout)
+  // transfer() is absent before Node 22; where it exists, the detach key makes it throw.
+  t.true(r.transfer === 'absent' || r.transfer.startsWith('threw'), stdout)
+  t.true(r.afterTransfer, stdout)
+  t.is(r.freedWhileHeld, 0, stdout)
+  t.deepEqual(r.freedAfterDrop, [r.offset], stdout)
+  t.is(r.workerExit, 0, stdout)
+  t.true(r.readAfterWorker, stdout)
 })

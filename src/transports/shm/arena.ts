@@ -31,7 +31,9 @@
  */
 import { RpcError } from '../../errors/rpc-error.js'
 import type { PartHolding } from '../../codec/out-of-band.js'
+import { markAsUntransferable } from 'node:worker_threads'
 import type { ArenaHandle, ShmAddon, Watcher } from './native.js'
+import { viewsReceived } from './young-collection.js'
 
 /** Blocks start on this boundary (a cache line; every typed array can view them). */
 export const ARENA_ALIGN = 64
@@ -105,6 +107,17 @@ export class ArenaAllocator {
   }
 }
 
+/**
+ * A block as an ArrayBuffer of its own, marked untransferable: postMessage and
+ * structuredClone copy it, since its memory must stay where the addon watches it (see
+ * "How a view's end is seen" in native/cohort_shm.cc).
+ */
+function viewOf (native: ShmAddon, handle: ArenaHandle, offset: number, length: number, notify: boolean): ArrayBuffer {
+  const buffer = native.arenaView(handle, offset, length, notify)
+  markAsUntransferable(buffer)
+  return buffer
+}
+
 function roundUp (length: number): number {
   return Math.ceil(Math.max(1, length) / ARENA_ALIGN) * ARENA_ALIGN
 }
@@ -145,7 +158,7 @@ export class OutgoingArena {
 
   private constructor (private readonly native: ShmAddon, private readonly handle: ArenaHandle, readonly fd: number, readonly id: number, readonly bytes: number) {
     this.allocator = new ArenaAllocator(bytes)
-    this.memory = new Uint8Array(native.arenaView(handle, 0, bytes, false))
+    this.memory = new Uint8Array(viewOf(native, handle, 0, bytes, false))
   }
 
   /** Makes and maps a new arena; `fd` is for sending to the peer (then closing). Throws the system call's error. */
@@ -287,9 +300,10 @@ export class IncomingArena {
         (offset as number) + (length as number) > this.bytes || (offset as number) % ARENA_ALIGN !== 0) {
       throw new RpcError('BAD_FRAME', `out-of-band block [${String(offset)}, +${String(length)}) is not inside the peer's ${this.bytes}-byte arena`)
     }
+    viewsReceived(length as number)
     let buffer: ArrayBuffer
     try {
-      buffer = this.native.arenaView(this.handle, offset as number, length as number, true)
+      buffer = viewOf(this.native, this.handle, offset as number, length as number, true)
     } catch (err) {
       throw new RpcError('BAD_FRAME', `out-of-band block refused: ${(err as Error).message}`)
     }

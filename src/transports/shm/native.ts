@@ -52,7 +52,7 @@ export interface ShmAddon {
   /** Maps an arena fd (checks its seals and size); the fd stays the caller's. `bell`: an eventfd written when a notifying view is collected. */
   mapArena: (fd: number, bell?: number) => ArenaHandle
   arenaBytes: (arena: ArenaHandle) => number
-  /** One block as its own ArrayBuffer; with `notify`, its offset is queued for arenaTakeFreed once collected. */
+  /** One block as its own ArrayBuffer (detach key set: mark it untransferable before anyone sees it); with `notify`, its offset is queued for arenaTakeFreed once collected. */
   arenaView: (arena: ArenaHandle, offset: number, length: number, notify: boolean) => ArrayBuffer
   arenaTakeFreed: (arena: ArenaHandle) => number[]
   /** Done with the arena; views keep the mapping until they are collected. */

@@ -46,6 +46,7 @@ import { newLinkStats, type Link, type LinkStats } from '../transport.js'
 import type { ShmAddon, Watcher } from './native.js'
 import { RingConsumer, RingProducer } from './ring.js'
 import { IncomingArena, OutgoingArena } from './arena.js'
+import { youngCollections } from './young-collection.js'
 
 const RESOLVED = Promise.resolve()
 
@@ -245,7 +246,8 @@ export class ShmLink implements Link {
       arenaBytes: this.outgoing?.bytes ?? 0,
       arenaInUse: this.outgoing?.inUse ?? 0,
       peerArenaBytes: this.incoming?.bytes ?? 0,
-      arenaFailed: this.arenaError != null ? 1 : 0
+      arenaFailed: this.arenaError != null ? 1 : 0,
+      youngCollections: youngCollections()
     }
   }
 
