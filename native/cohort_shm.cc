@@ -30,6 +30,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "ring_layout.h"
@@ -216,21 +218,28 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
  * link reads that list (arenaTakeFreed) and tells the sender the block is free again.
  *
  * How a view's end is seen. The ArrayBuffer's memory is given to V8 with an empty deleter,
- * so V8 does not count its length as memory it allocated (the arena is paid for already),
- * and a weak handle on the ArrayBuffer object says when it is collected. Counted, every
- * view added its length to the external memory V8 weighs against its old-generation limit:
- * with the small heap of a process that mostly moves large payloads (15 MB, a limit of
- * 38), every few 16 MiB views started a full collection, 5-20 ms of pauses and marking on
- * two CPUs (README, "Tried and not kept"). The object's lifetime is the memory's only if
- * the memory never moves to another ArrayBuffer, which detaching does: so each view gets a
- * detach key no one else holds (ArrayBuffer.prototype.transfer throws), and arena.ts marks
- * it untransferable (postMessage and structuredClone copy it; with the key but without
- * the mark, Node 20 aborts on a transfer list naming it).
+ * so V8 does not count its length as memory it allocated (the arena is paid for already).
+ * Counted, every view added its length to the external memory V8 weighs against its
+ * old-generation limit: with the small heap of a process that mostly moves large payloads
+ * (15 MB, a limit of 38), every few 16 MiB views started a full collection, 5-20 ms of
+ * pauses and marking on two CPUs (README, "Tried and not kept"). Without a deleter to say
+ * when the memory is let go, two weak references do:
+ *
+ *   view's ArrayBuffer object ──(weak handle: collected)──► block pending
+ *   the memory (v8::BackingStore) ──(weak_ptr: expired)──► block released, offset on `freed`
+ *
+ * The object alone is not enough: detaching it (a transfer list, a byte stream's
+ * enqueue, transfer()) moves the memory to another ArrayBuffer, maybe on another thread,
+ * and native code may keep the BackingStore. The BackingStore alone gives no callback. So
+ * a collected view's block waits on its environment's `pending` list, looked at by a
+ * timer (1 ms, doubling while something waits) and on every arenaView and arenaTakeFreed,
+ * until the memory is gone too (V8's sweeper drops the dead object's reference a little
+ * after the collection).
  *
  * Weak callbacks run inside a collection, on the JavaScript thread: they touch no V8 state
  * but their own handle, and no lock is needed. Views still alive when their environment
- * ends (a worker thread, the process) are let go by its cleanup hook. When collections run
- * is arena.ts's concern (young-collection.ts).
+ * ends (a worker thread, the process) are let go by its instance data's finalizer. When
+ * collections run is arena.ts's concern (young-collection.ts).
  */
 struct Arena {
   uint8_t *base;
@@ -240,24 +249,42 @@ struct Arena {
   /* Written when `freed` gains an entry, so the link reports it without waiting for traffic; -1: none. */
   int bell;
   std::vector<double> freed;
+  /* Bytes of notifying views not yet released (arenaHeld). */
+  size_t held;
 };
 
 struct ArenaHandle {
   Arena *arena;
 };
 
+struct EnvViews;
+
 struct ArenaBlock {
   Arena *arena;
   uint32_t offset;
   uint32_t length;
   bool notify;
-  /* Weak: says when the view's ArrayBuffer was collected. */
+  /* Its ArrayBuffer object was collected, but the memory had gone on to another holder. */
+  bool pending;
+  /* Weak: says when the view's ArrayBuffer object was collected. */
   v8::Global<v8::ArrayBuffer> buffer;
-  /* This thread's live views, for its environment's teardown. */
+  /* The memory itself, wherever it went: expired once no ArrayBuffer or native code holds it. */
+  std::weak_ptr<v8::BackingStore> memory;
+  /* The environment's live views (for its teardown). */
+  EnvViews *views;
   ArenaBlock *prev;
   ArenaBlock *next;
 };
 
+/* One per environment (the process's, each worker's): napi instance data. */
+struct EnvViews {
+  ArenaBlock *live = nullptr;
+  /* Collected views whose memory may still be held (V8's sweeper lets go of it a little after the collection). */
+  std::vector<ArenaBlock *> pending;
+  /* Looks at `pending` again while it is not empty: after 1 ms, doubling up to 1 s. Unreferenced. */
+  uv_timer_t *timer = nullptr;
+  uint64_t delay_ms = 1;
+};
 
 #define ARENA_MIN_BYTES (64u * 1024u)
 #define ARENA_MAX_BYTES (1u << 30)
@@ -278,14 +305,15 @@ static void arena_handle_finalizer(Napi::Env, ArenaHandle *h) {
   delete h;
 }
 
-static thread_local ArenaBlock *live_views = nullptr;
-
 /* A view is gone: its block goes on `freed` when it was collected (not at teardown). */
 static void arena_block_release(ArenaBlock *b, bool collected) {
+  EnvViews *views = b->views;
   if (b->prev != nullptr) b->prev->next = b->next;
-  else live_views = b->next;
+  else views->live = b->next;
   if (b->next != nullptr) b->next->prev = b->prev;
+  if (b->pending) views->pending.erase(std::find(views->pending.begin(), views->pending.end(), b));
   b->buffer.Reset();
+  if (b->notify) b->arena->held -= b->length;
   if (collected && b->notify && b->arena->open) {
     b->arena->freed.push_back((double)b->offset);
     uint64_t one = 1;
@@ -296,14 +324,70 @@ static void arena_block_release(ArenaBlock *b, bool collected) {
   delete b;
 }
 
-/* First-pass weak callback, inside the collection: no V8 calls but Reset (done above). */
-static void arena_block_collected(const v8::WeakCallbackInfo<ArenaBlock> &info) {
-  arena_block_release(info.GetParameter(), true);
+/* Pending blocks whose memory no one holds any more are released (also on arenaView and arenaTakeFreed). */
+static void arena_release_pending(EnvViews *views) {
+  for (size_t i = views->pending.size(); i-- > 0;) {
+    ArenaBlock *b = views->pending[i];
+    if (b->memory.expired()) arena_block_release(b, true);
+  }
 }
 
-/* The environment (a worker thread, or the process) is ending: its views can no longer be used. */
-static void arena_views_teardown(void *) {
-  while (live_views != nullptr) arena_block_release(live_views, false);
+static void pending_timer_fired(uv_timer_t *timer) {
+  EnvViews *views = static_cast<EnvViews *>(timer->data);
+  arena_release_pending(views);
+  if (views->pending.empty()) return;
+  views->delay_ms = views->delay_ms * 2 < 1000 ? views->delay_ms * 2 : 1000;
+  uv_timer_start(timer, pending_timer_fired, views->delay_ms, 0);
+}
+
+/*
+ * First-pass weak callback, inside the collection: no V8 calls but Reset. The object is
+ * gone, but its memory may have moved on to another ArrayBuffer (a transfer, a byte
+ * stream's enqueue) or be kept by native code; and the dead object's own reference goes
+ * only when V8's sweeper gets to it. So the block waits until the memory itself is gone.
+ */
+static void arena_block_collected(const v8::WeakCallbackInfo<ArenaBlock> &info) {
+  ArenaBlock *b = info.GetParameter();
+  EnvViews *views = b->views;
+  b->buffer.Reset();
+  b->pending = true;
+  views->pending.push_back(b);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t *>(views->timer))) {
+    views->delay_ms = 1;
+    uv_timer_start(views->timer, pending_timer_fired, views->delay_ms, 0);
+  }
+}
+
+/*
+ * The environment is ending (instance data finalizer; a HandleScope is open). A view
+ * still alive and not detached holds its memory alone, unless native code keeps it too:
+ * released. Memory another holder still has (another thread's ArrayBuffer it was
+ * transferred to) keeps its block and mapping: a leak at the end of a thread, never a
+ * view into unmapped memory.
+ */
+static void arena_views_teardown(napi_env, void *data, void *) {
+  EnvViews *views = static_cast<EnvViews *>(data);
+  v8::Isolate *isolate = v8::Isolate::GetCurrent();
+  for (ArenaBlock *b = views->live; b != nullptr;) {
+    ArenaBlock *next = b->next;
+    bool alone = b->memory.expired();
+    if (!alone && !b->pending) {
+      v8::Local<v8::ArrayBuffer> buffer = b->buffer.Get(isolate);
+      alone = !buffer->WasDetached() && b->memory.use_count() <= 1;
+    }
+    if (alone) arena_block_release(b, false);
+    else b->buffer.Reset();  // no callback into the list deleted below
+    b = next;
+  }
+  uv_timer_stop(views->timer);
+  uv_close(reinterpret_cast<uv_handle_t *>(views->timer), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
+  delete views;
+}
+
+static EnvViews *env_views(napi_env env) {
+  void *data = nullptr;
+  napi_get_instance_data(env, &data);
+  return static_cast<EnvViews *>(data);
 }
 
 static Arena *arena_arg(const Napi::CallbackInfo &info, size_t i) {
@@ -345,7 +429,7 @@ static Napi::Value MapArena(const Napi::CallbackInfo &info) {
   size_t bytes = (size_t)size;
   void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
   if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
-  Arena *a = new Arena{ static_cast<uint8_t *>(p), bytes, 1, true, (int)bell, {} };
+  Arena *a = new Arena{ static_cast<uint8_t *>(p), bytes, 1, true, (int)bell, {}, 0 };
   return Napi::External<ArenaHandle>::New(env, new ArenaHandle{ a }, arena_handle_finalizer);
 }
 
@@ -373,15 +457,17 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
     return throw_errno(env, "arenaView: block outside the arena or not aligned", ERANGE);
   }
   bool notify = info.Length() > 3 && info[3].ToBoolean().Value();
+  EnvViews *views = env_views(env);
+  arena_release_pending(views);
   v8::Isolate *isolate = v8::Isolate::GetCurrent();
-  // Uncounted, watched by a weak handle, never detached: see "How a view's end is seen".
+  // Uncounted, its end seen by a weak handle: see "How a view's end is seen".
   v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(
     isolate, v8::ArrayBuffer::NewBackingStore(a->base + offset, (size_t)length, v8::BackingStore::EmptyDeleter, nullptr));
-  buffer->SetDetachKey(v8::Symbol::New(isolate));
-  ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify, {}, nullptr, live_views };
-  if (live_views != nullptr) live_views->prev = b;
-  live_views = b;
+  ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify, false, {}, buffer->GetBackingStore(), views, nullptr, views->live };
+  if (views->live != nullptr) views->live->prev = b;
+  views->live = b;
   a->refs++;
+  if (notify) a->held += (size_t)length;
   b->buffer.Reset(isolate, buffer);
   b->buffer.SetWeak(b, arena_block_collected, v8::WeakCallbackType::kParameter);
   // What Node's own N-API does to hand a V8 value back (v8impl::JsValueFromV8LocalValue).
@@ -392,11 +478,19 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
   return Napi::Value(env, result);
 }
 
+/* arenaHeld(handle) -> bytes of notifying views made and not yet released (collected, or waiting to be). */
+static Napi::Value ArenaHeld(const Napi::CallbackInfo &info) {
+  Arena *a = arena_arg(info, 0);
+  if (a == nullptr) return throw_type(info.Env(), "arenaHeld(handle): an open arena");
+  return Napi::Number::New(info.Env(), (double)a->held);
+}
+
 /* arenaTakeFreed(handle) -> offsets of blocks whose notifying views were collected since last asked. */
 static Napi::Value ArenaTakeFreed(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Arena *a = arena_arg(info, 0);
   if (a == nullptr) return throw_type(env, "arenaTakeFreed(handle): an open arena");
+  arena_release_pending(env_views(env));
   // Taken first: making the array can set off a collection, whose weak callbacks add to `freed`.
   std::vector<double> taken;
   taken.swap(a->freed);
@@ -733,7 +827,16 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
 };
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  napi_add_env_cleanup_hook(env, arena_views_teardown, nullptr);
+  if (env_views(env) == nullptr) {
+    EnvViews *views = new EnvViews();
+    uv_loop_t *loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    views->timer = new uv_timer_t;
+    uv_timer_init(loop, views->timer);
+    uv_unref(reinterpret_cast<uv_handle_t *>(views->timer));
+    views->timer->data = views;
+    napi_set_instance_data(env, views, arena_views_teardown, nullptr);
+  }
   exports.Set("layout", Napi::Function::New(env, Layout));
   exports.Set("createSegment", Napi::Function::New(env, CreateSegment));
   exports.Set("mapSegment", Napi::Function::New(env, MapSegment));
@@ -743,6 +846,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("arenaBytes", Napi::Function::New(env, ArenaBytes));
   exports.Set("arenaView", Napi::Function::New(env, ArenaView));
   exports.Set("arenaTakeFreed", Napi::Function::New(env, ArenaTakeFreed));
+  exports.Set("arenaHeld", Napi::Function::New(env, ArenaHeld));
   exports.Set("arenaClose", Napi::Function::New(env, ArenaClose));
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("ring", Napi::Function::New(env, Ring));

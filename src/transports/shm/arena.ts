@@ -13,7 +13,7 @@
  *  place(parts) ─ copy ─► block @ offset          [ARENA_FRAME, id, [offset, length...], body]
  *                         held while the frame      ─► arenaView(offset, length): the user's value
  *                         may be resent                    ...garbage collected...
- *  peerFreed(offsets) ◄── [ARENA_FREE, id, offset...] ◄── finalizer queues the offset
+ *  peerFreed(offsets) ◄── [ARENA_FREE, id, offset...] ◄── weak callback queues the offset
  *  block free again when the peer freed it and the sender released it
  * ```
  *
@@ -31,9 +31,8 @@
  */
 import { RpcError } from '../../errors/rpc-error.js'
 import type { PartHolding } from '../../codec/out-of-band.js'
-import { markAsUntransferable } from 'node:worker_threads'
 import type { ArenaHandle, ShmAddon, Watcher } from './native.js'
-import { viewsReceived } from './young-collection.js'
+import { collectFully, viewsReceived } from './young-collection.js'
 
 /** Blocks start on this boundary (a cache line; every typed array can view them). */
 export const ARENA_ALIGN = 64
@@ -107,17 +106,6 @@ export class ArenaAllocator {
   }
 }
 
-/**
- * A block as an ArrayBuffer of its own, marked untransferable: postMessage and
- * structuredClone copy it, since its memory must stay where the addon watches it (see
- * "How a view's end is seen" in native/cohort_shm.cc).
- */
-function viewOf (native: ShmAddon, handle: ArenaHandle, offset: number, length: number, notify: boolean): ArrayBuffer {
-  const buffer = native.arenaView(handle, offset, length, notify)
-  markAsUntransferable(buffer)
-  return buffer
-}
-
 function roundUp (length: number): number {
   return Math.ceil(Math.max(1, length) / ARENA_ALIGN) * ARENA_ALIGN
 }
@@ -158,7 +146,7 @@ export class OutgoingArena {
 
   private constructor (private readonly native: ShmAddon, private readonly handle: ArenaHandle, readonly fd: number, readonly id: number, readonly bytes: number) {
     this.allocator = new ArenaAllocator(bytes)
-    this.memory = new Uint8Array(viewOf(native, handle, 0, bytes, false))
+    this.memory = new Uint8Array(native.arenaView(handle, 0, bytes, false))
   }
 
   /** Makes and maps a new arena; `fd` is for sending to the peer (then closing). Throws the system call's error. */
@@ -271,6 +259,8 @@ export class IncomingArena {
   private readonly handle: ArenaHandle
   private readonly bell: number
   private readonly watcher: Watcher
+  /** Bytes of views made since the last full collection this arena asked for. */
+  private sinceFull = 0
 
   /**
    * Maps the arena `fd` (the caller closes it). `onFreed` runs, on this loop, soon after
@@ -292,7 +282,8 @@ export class IncomingArena {
 
   /**
    * One block as an ArrayBuffer of its own, read in place; its offset comes back from
-   * takeFreed() once the buffer is collected. Throws BAD_FRAME for a block outside the
+   * takeFreed() once nothing can reach its memory (the buffer was collected, and so was any
+   * buffer its memory was transferred to). Throws BAD_FRAME for a block outside the
    * arena (checked here and again in the addon).
    */
   view (offset: unknown, length: unknown): ArrayBuffer {
@@ -300,10 +291,16 @@ export class IncomingArena {
         (offset as number) + (length as number) > this.bytes || (offset as number) % ARENA_ALIGN !== 0) {
       throw new RpcError('BAD_FRAME', `out-of-band block [${String(offset)}, +${String(length)}) is not inside the peer's ${this.bytes}-byte arena`)
     }
-    viewsReceived(length as number)
+    // Views kept past two young collections need a full one (see young-collection.ts): asked
+    // for when they hold over half the arena, at most once per half arena received.
+    this.sinceFull += length as number
+    if (viewsReceived(length as number) && this.sinceFull >= this.bytes / 2 && this.native.arenaHeld(this.handle) > this.bytes / 2) {
+      this.sinceFull = 0
+      collectFully()
+    }
     let buffer: ArrayBuffer
     try {
-      buffer = viewOf(this.native, this.handle, offset as number, length as number, true)
+      buffer = this.native.arenaView(this.handle, offset as number, length as number, true)
     } catch (err) {
       throw new RpcError('BAD_FRAME', `out-of-band block refused: ${(err as Error).message}`)
     }

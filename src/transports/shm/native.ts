@@ -52,9 +52,11 @@ export interface ShmAddon {
   /** Maps an arena fd (checks its seals and size); the fd stays the caller's. `bell`: an eventfd written when a notifying view is collected. */
   mapArena: (fd: number, bell?: number) => ArenaHandle
   arenaBytes: (arena: ArenaHandle) => number
-  /** One block as its own ArrayBuffer (detach key set: mark it untransferable before anyone sees it); with `notify`, its offset is queued for arenaTakeFreed once collected. */
+  /** One block as its own ArrayBuffer; with `notify`, its offset is queued for arenaTakeFreed once no one can reach its memory. */
   arenaView: (arena: ArenaHandle, offset: number, length: number, notify: boolean) => ArrayBuffer
   arenaTakeFreed: (arena: ArenaHandle) => number[]
+  /** Bytes of notifying views made and not yet given back. */
+  arenaHeld: (arena: ArenaHandle) => number
   /** Done with the arena; views keep the mapping until they are collected. */
   arenaClose: (arena: ArenaHandle) => void
   eventfd: () => number
@@ -89,6 +91,11 @@ export function loadShmNative (): ShmNative {
 function load (): ShmNative {
   if (process.env.COHORT_SHM_DISABLE === '1') return { reason: 'disabled by COHORT_SHM_DISABLE=1' }
   if (process.platform !== 'linux') return { reason: `shared memory needs Linux (memfd, eventfd), this is ${process.platform}` }
+  const status = buildStatus()
+  // A build for another Node would load (Node-API does not check) and die at its first V8 call.
+  if (status?.modules != null && status.modules !== process.versions.modules) {
+    return { reason: `the shm addon was built for Node ${status.node ?? '?'} (ABI ${status.modules}), this is ${process.version} (ABI ${process.versions.modules}); run \`npm run build:native\`` }
+  }
   const require = createRequire(import.meta.url)
   for (const candidate of CANDIDATES) {
     const path = fileURLToPath(new URL(candidate, import.meta.url))
@@ -99,15 +106,17 @@ function load (): ShmNative {
       return { reason: `the shm addon at ${path} failed to load: ${(err as Error).message}` }
     }
   }
-  return { reason: `the shm addon was not built${buildStatus()}; run \`npm run build:native\` (needs g++, make, python3 and Node's headers)` }
+  const why = typeof status?.reason === 'string' ? ` (${status.reason})` : ''
+  return { reason: `the shm addon was not built${why}; run \`npm run build:native\` (needs g++, make, python3 and Node's headers)` }
 }
 
-function buildStatus (): string {
+interface BuildStatus { reason?: string, node?: string, modules?: string }
+
+function buildStatus (): BuildStatus | undefined {
   for (const candidate of ['../../../build/cohort-shm-status.json', '../../../../build/cohort-shm-status.json']) {
     try {
-      const status = JSON.parse(readFileSync(fileURLToPath(new URL(candidate, import.meta.url)), 'utf8')) as { reason?: string }
-      if (typeof status.reason === 'string') return ` (${status.reason})`
+      return JSON.parse(readFileSync(fileURLToPath(new URL(candidate, import.meta.url)), 'utf8')) as BuildStatus
     } catch {}
   }
-  return ''
+  return undefined
 }

@@ -46,7 +46,7 @@ import { newLinkStats, type Link, type LinkStats } from '../transport.js'
 import type { ShmAddon, Watcher } from './native.js'
 import { RingConsumer, RingProducer } from './ring.js'
 import { IncomingArena, OutgoingArena } from './arena.js'
-import { youngCollections } from './young-collection.js'
+import { viewCollections } from './young-collection.js'
 
 const RESOLVED = Promise.resolve()
 
@@ -247,7 +247,8 @@ export class ShmLink implements Link {
       arenaInUse: this.outgoing?.inUse ?? 0,
       peerArenaBytes: this.incoming?.bytes ?? 0,
       arenaFailed: this.arenaError != null ? 1 : 0,
-      youngCollections: youngCollections()
+      youngCollections: viewCollections().young,
+      fullCollections: viewCollections().full
     }
   }
 
