@@ -25,8 +25,7 @@ function nodeDir () {
 
 function report (ok, reason) {
   mkdirSync(dirname(statusFile), { recursive: true })
-  // The addon calls V8 itself (arena views), so it runs only on the Node ABI it was built for.
-  writeFileSync(statusFile, JSON.stringify({ ok, reason, node: process.version, modules: process.versions.modules, at: new Date().toISOString() }) + '\n')
+  writeFileSync(statusFile, JSON.stringify({ ok, reason, at: new Date().toISOString() }) + '\n')
 }
 
 function fail (reason, fix) {

@@ -16,6 +16,12 @@
 #include <napi.h>
 #include <uv.h>
 #include <v8.h>
+/* For NODE_MODULE_VERSION only: it also defines the runtime's NAPI_VERSION, not ours (binding.gyp). */
+#pragma push_macro("NAPI_VERSION")
+#undef NAPI_VERSION
+#include <node_version.h>
+#undef NAPI_VERSION
+#pragma pop_macro("NAPI_VERSION")
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +37,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "ring_layout.h"
@@ -244,12 +254,13 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
 struct Arena {
   uint8_t *base;
   size_t bytes;
-  uint32_t refs;
+  /* Atomic: the orphans' thread may let go of the last views while the handle's finalizer runs. */
+  std::atomic<uint32_t> refs;
   bool open;
   /* Written when `freed` gains an entry, so the link reports it without waiting for traffic; -1: none. */
   int bell;
   std::vector<double> freed;
-  /* Bytes of notifying views not yet released (arenaHeld). */
+  /* Bytes of notifying views whose ArrayBuffer object was not collected yet (arenaHeld). */
   size_t held;
 };
 
@@ -291,7 +302,7 @@ struct EnvViews {
 #define ARENA_ALIGN 64u
 
 static void arena_unref(Arena *a) {
-  if (--a->refs > 0) return;
+  if (a->refs.fetch_sub(1, std::memory_order_acq_rel) > 1) return;
   munmap(a->base, a->bytes);
   delete a;
 }
@@ -313,7 +324,7 @@ static void arena_block_release(ArenaBlock *b, bool collected) {
   if (b->next != nullptr) b->next->prev = b->prev;
   if (b->pending) views->pending.erase(std::find(views->pending.begin(), views->pending.end(), b));
   b->buffer.Reset();
-  if (b->notify) b->arena->held -= b->length;
+  if (b->notify && !b->pending) b->arena->held -= b->length;
   if (collected && b->notify && b->arena->open) {
     b->arena->freed.push_back((double)b->offset);
     uint64_t one = 1;
@@ -350,24 +361,67 @@ static void arena_block_collected(const v8::WeakCallbackInfo<ArenaBlock> &info) 
   ArenaBlock *b = info.GetParameter();
   EnvViews *views = b->views;
   b->buffer.Reset();
+  if (b->notify) b->arena->held -= b->length;
   b->pending = true;
   views->pending.push_back(b);
-  if (!uv_is_active(reinterpret_cast<uv_handle_t *>(views->timer))) {
+  // Soon, also when a block held elsewhere for long has stretched the timer to 1 s.
+  if (!uv_is_active(reinterpret_cast<uv_handle_t *>(views->timer)) || views->delay_ms > 1) {
     views->delay_ms = 1;
     uv_timer_start(views->timer, pending_timer_fired, views->delay_ms, 0);
   }
 }
 
 /*
- * The environment is ending (instance data finalizer; a HandleScope is open). A view
- * still alive and not detached holds its memory alone, unless native code keeps it too:
- * released. Memory another holder still has (another thread's ArrayBuffer it was
- * transferred to) keeps its block and mapping: a leak at the end of a thread, never a
- * view into unmapped memory.
+ * Orphans: blocks of an environment that ended while their memory was still held (moved
+ * to another ArrayBuffer, or not yet let go by V8's sweeper). Nothing of that environment
+ * runs any more, so a thread of their own waits for the memory to go (1 ms, doubling to
+ * 1 s) and then lets go of the block and, with the last one, the mapping. Never freed: a
+ * thread may still be at it while the process exits.
+ */
+static std::mutex *orphans_lock = new std::mutex();
+static std::vector<ArenaBlock *> *orphans = new std::vector<ArenaBlock *>();
+static bool orphans_reaper_running = false;
+
+static void reap_orphans() {
+  uint64_t delay_ms = 1;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    std::lock_guard<std::mutex> guard(*orphans_lock);
+    for (size_t i = orphans->size(); i-- > 0;) {
+      ArenaBlock *b = (*orphans)[i];
+      if (!b->memory.expired()) continue;
+      orphans->erase(orphans->begin() + (long)i);
+      arena_unref(b->arena);  // only orphans refer to this arena now
+      delete b;
+    }
+    if (orphans->empty()) {
+      orphans_reaper_running = false;
+      return;
+    }
+    delay_ms = delay_ms * 2 < 1000 ? delay_ms * 2 : 1000;
+  }
+}
+
+static void adopt_orphans(const std::vector<ArenaBlock *> &blocks) {
+  if (blocks.empty()) return;
+  std::lock_guard<std::mutex> guard(*orphans_lock);
+  orphans->insert(orphans->end(), blocks.begin(), blocks.end());
+  if (orphans_reaper_running) return;
+  orphans_reaper_running = true;
+  std::thread(reap_orphans).detach();
+}
+
+/*
+ * The environment is ending (instance data finalizer; a HandleScope is open, the isolate
+ * alive). A view still alive and not detached holds its memory alone, unless native code
+ * keeps it too: released now. Every other block becomes an orphan (above): its memory may
+ * live on in another thread, and even this thread's own holders go only when its isolate
+ * is disposed, after this.
  */
 static void arena_views_teardown(napi_env, void *data, void *) {
   EnvViews *views = static_cast<EnvViews *>(data);
   v8::Isolate *isolate = v8::Isolate::GetCurrent();
+  std::vector<ArenaBlock *> orphaned;
   for (ArenaBlock *b = views->live; b != nullptr;) {
     ArenaBlock *next = b->next;
     bool alone = b->memory.expired();
@@ -375,13 +429,19 @@ static void arena_views_teardown(napi_env, void *data, void *) {
       v8::Local<v8::ArrayBuffer> buffer = b->buffer.Get(isolate);
       alone = !buffer->WasDetached() && b->memory.use_count() <= 1;
     }
-    if (alone) arena_block_release(b, false);
-    else b->buffer.Reset();  // no callback into the list deleted below
+    if (alone) {
+      arena_block_release(b, false);
+    } else {
+      b->buffer.Reset();  // no weak callback into the list deleted below
+      b->views = nullptr;
+      orphaned.push_back(b);
+    }
     b = next;
   }
   uv_timer_stop(views->timer);
   uv_close(reinterpret_cast<uv_handle_t *>(views->timer), [](uv_handle_t *h) { delete reinterpret_cast<uv_timer_t *>(h); });
   delete views;
+  adopt_orphans(orphaned);
 }
 
 static EnvViews *env_views(napi_env env) {
@@ -466,7 +526,7 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
   ArenaBlock *b = new ArenaBlock{ a, (uint32_t)offset, (uint32_t)length, notify, false, {}, buffer->GetBackingStore(), views, nullptr, views->live };
   if (views->live != nullptr) views->live->prev = b;
   views->live = b;
-  a->refs++;
+  a->refs.fetch_add(1, std::memory_order_relaxed);
   if (notify) a->held += (size_t)length;
   b->buffer.Reset(isolate, buffer);
   b->buffer.SetWeak(b, arena_block_collected, v8::WeakCallbackType::kParameter);
@@ -478,7 +538,7 @@ static Napi::Value ArenaView(const Napi::CallbackInfo &info) {
   return Napi::Value(env, result);
 }
 
-/* arenaHeld(handle) -> bytes of notifying views made and not yet released (collected, or waiting to be). */
+/* arenaHeld(handle) -> bytes of notifying views whose ArrayBuffer objects were not collected yet. */
 static Napi::Value ArenaHeld(const Napi::CallbackInfo &info) {
   Arena *a = arena_arg(info, 0);
   if (a == nullptr) return throw_type(info.Env(), "arenaHeld(handle): an open arena");
@@ -491,7 +551,7 @@ static Napi::Value ArenaTakeFreed(const Napi::CallbackInfo &info) {
   Arena *a = arena_arg(info, 0);
   if (a == nullptr) return throw_type(env, "arenaTakeFreed(handle): an open arena");
   arena_release_pending(env_views(env));
-  // Taken first: making the array can set off a collection, whose weak callbacks add to `freed`.
+  // Taken whole first, then made into an array (which may set off a collection).
   std::vector<double> taken;
   taken.swap(a->freed);
   Napi::Array out = Napi::Array::New(env, taken.size());
@@ -837,6 +897,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     views->timer->data = views;
     napi_set_instance_data(env, views, arena_views_teardown, nullptr);
   }
+  // The Node ABI this was built for: it calls V8 itself (arena views), so it runs on no other.
+  exports.Set("nodeAbi", Napi::Number::New(env, NODE_MODULE_VERSION));
   exports.Set("layout", Napi::Function::New(env, Layout));
   exports.Set("createSegment", Napi::Function::New(env, CreateSegment));
   exports.Set("mapSegment", Napi::Function::New(env, MapSegment));

@@ -13,7 +13,7 @@
  *  place(parts) ─ copy ─► block @ offset          [ARENA_FRAME, id, [offset, length...], body]
  *                         held while the frame      ─► arenaView(offset, length): the user's value
  *                         may be resent                    ...garbage collected...
- *  peerFreed(offsets) ◄── [ARENA_FREE, id, offset...] ◄── weak callback queues the offset
+ *  peerFreed(offsets) ◄── [ARENA_FREE, id, offset...] ◄── its memory gone: offset queued
  *  block free again when the peer freed it and the sender released it
  * ```
  *
@@ -259,8 +259,11 @@ export class IncomingArena {
   private readonly handle: ArenaHandle
   private readonly bell: number
   private readonly watcher: Watcher
-  /** Bytes of views made since the last full collection this arena asked for. */
+  /** Bytes of views made since the last full collection this arena asked for, and the bytes it waits for. */
   private sinceFull = 0
+  private fullEvery: number
+  /** arenaHeld when it last asked; -1: never. */
+  private heldAtFull = -1
 
   /**
    * Maps the arena `fd` (the caller closes it). `onFreed` runs, on this loop, soon after
@@ -272,6 +275,7 @@ export class IncomingArena {
     try {
       this.handle = native.mapArena(fd, this.bell)
       this.bytes = native.arenaBytes(this.handle)
+      this.fullEvery = this.bytes / 2
       this.watcher = new native.Watcher(this.bell, true, onFreed)
       this.watcher.start()
     } catch (err) {
@@ -291,13 +295,8 @@ export class IncomingArena {
         (offset as number) + (length as number) > this.bytes || (offset as number) % ARENA_ALIGN !== 0) {
       throw new RpcError('BAD_FRAME', `out-of-band block [${String(offset)}, +${String(length)}) is not inside the peer's ${this.bytes}-byte arena`)
     }
-    // Views kept past two young collections need a full one (see young-collection.ts): asked
-    // for when they hold over half the arena, at most once per half arena received.
     this.sinceFull += length as number
-    if (viewsReceived(length as number) && this.sinceFull >= this.bytes / 2 && this.native.arenaHeld(this.handle) > this.bytes / 2) {
-      this.sinceFull = 0
-      collectFully()
-    }
+    if (viewsReceived(length as number) && this.sinceFull >= this.fullEvery) this.maybeCollectFully()
     let buffer: ArrayBuffer
     try {
       buffer = this.native.arenaView(this.handle, offset as number, length as number, true)
@@ -305,6 +304,20 @@ export class IncomingArena {
       throw new RpcError('BAD_FRAME', `out-of-band block refused: ${(err as Error).message}`)
     }
     return buffer
+  }
+
+  /**
+   * Views kept past two young collections need a full one (see young-collection.ts): asked
+   * for when live views hold over half the arena. When the last one did not lower that,
+   * the views are kept, not garbage: ask half as often (down to once per 8 arenas received).
+   */
+  private maybeCollectFully (): void {
+    const held = this.native.arenaHeld(this.handle)
+    if (held <= this.bytes / 2) return
+    this.fullEvery = this.heldAtFull >= 0 && held >= this.heldAtFull ? Math.min(2 * this.fullEvery, 8 * this.bytes) : this.bytes / 2
+    this.heldAtFull = held
+    this.sinceFull = 0
+    collectFully()
   }
 
   /** Offsets of blocks whose views were collected since the last call. */

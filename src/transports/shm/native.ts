@@ -55,8 +55,10 @@ export interface ShmAddon {
   /** One block as its own ArrayBuffer; with `notify`, its offset is queued for arenaTakeFreed once no one can reach its memory. */
   arenaView: (arena: ArenaHandle, offset: number, length: number, notify: boolean) => ArrayBuffer
   arenaTakeFreed: (arena: ArenaHandle) => number[]
-  /** Bytes of notifying views made and not yet given back. */
+  /** Bytes of notifying views whose ArrayBuffer objects were not collected yet. */
   arenaHeld: (arena: ArenaHandle) => number
+  /** NODE_MODULE_VERSION the addon was built for. */
+  nodeAbi: number
   /** Done with the arena; views keep the mapping until they are collected. */
   arenaClose: (arena: ArenaHandle) => void
   eventfd: () => number
@@ -91,26 +93,28 @@ export function loadShmNative (): ShmNative {
 function load (): ShmNative {
   if (process.env.COHORT_SHM_DISABLE === '1') return { reason: 'disabled by COHORT_SHM_DISABLE=1' }
   if (process.platform !== 'linux') return { reason: `shared memory needs Linux (memfd, eventfd), this is ${process.platform}` }
-  const status = buildStatus()
-  // A build for another Node would load (Node-API does not check) and die at its first V8 call.
-  if (status?.modules != null && status.modules !== process.versions.modules) {
-    return { reason: `the shm addon was built for Node ${status.node ?? '?'} (ABI ${status.modules}), this is ${process.version} (ABI ${process.versions.modules}); run \`npm run build:native\`` }
-  }
   const require = createRequire(import.meta.url)
   for (const candidate of CANDIDATES) {
     const path = fileURLToPath(new URL(candidate, import.meta.url))
     if (!existsSync(path)) continue
+    let addon: ShmAddon
     try {
-      return { addon: require(path) as ShmAddon }
+      addon = require(path) as ShmAddon
     } catch (err) {
       return { reason: `the shm addon at ${path} failed to load: ${(err as Error).message}` }
     }
+    // A build for another Node loads (Node-API does not check) and would die at its first V8 call.
+    if (addon.nodeAbi !== Number(process.versions.modules)) {
+      return { reason: `the shm addon at ${path} was built for Node ABI ${String(addon.nodeAbi)}, this is ${process.version} (ABI ${process.versions.modules}); run \`npm run build:native\`` }
+    }
+    return { addon }
   }
+  const status = buildStatus()
   const why = typeof status?.reason === 'string' ? ` (${status.reason})` : ''
   return { reason: `the shm addon was not built${why}; run \`npm run build:native\` (needs g++, make, python3 and Node's headers)` }
 }
 
-interface BuildStatus { reason?: string, node?: string, modules?: string }
+interface BuildStatus { reason?: string }
 
 function buildStatus (): BuildStatus | undefined {
   for (const candidate of ['../../../build/cohort-shm-status.json', '../../../../build/cohort-shm-status.json']) {
