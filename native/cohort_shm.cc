@@ -224,8 +224,9 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
  * Every block is handed to JavaScript as its own external ArrayBuffer (arenaView), so a
  * value made from it reaches that block and nothing else of the arena, and keeps the
  * mapping alive however long it lives, also after the link closed. A view made with
- * `notify` (the receiver's) puts its block's offset on `freed` when it is collected; the
- * link reads that list (arenaTakeFreed) and tells the sender the block is free again.
+ * `notify` (the receiver's) puts its block's offset on `freed` once nothing can reach its
+ * memory; the link reads that list (arenaTakeFreed) and tells the sender the block is free
+ * again.
  *
  * How a view's end is seen. The ArrayBuffer's memory is given to V8 with an empty deleter,
  * so V8 does not count its length as memory it allocated (the arena is paid for already).
@@ -248,8 +249,9 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
  *
  * Weak callbacks run inside a collection, on the JavaScript thread: they touch no V8 state
  * but their own handle, and no lock is needed. Views still alive when their environment
- * ends (a worker thread, the process) are let go by its instance data's finalizer. When
- * collections run is arena.ts's concern (young-collection.ts).
+ * ends (a worker thread, the process) are let go by its instance data's finalizer, or
+ * handed to the orphans' thread (below). When collections run is arena.ts's concern
+ * (young-collection.ts).
  */
 struct Arena {
   uint8_t *base;
@@ -275,7 +277,7 @@ struct ArenaBlock {
   uint32_t offset;
   uint32_t length;
   bool notify;
-  /* Its ArrayBuffer object was collected, but the memory had gone on to another holder. */
+  /* Its ArrayBuffer object was collected; the block waits for the memory to go too. */
   bool pending;
   /* Weak: says when the view's ArrayBuffer object was collected. */
   v8::Global<v8::ArrayBuffer> buffer;

@@ -11,8 +11,8 @@
  * A view kept across two young collections moves to the old generation, and only a full
  * collection frees it; V8 does not count views as memory (native/cohort_shm.cc, "How a
  * view's end is seen"), so their bytes never start one. So when an arena still holds more
- * than half its bytes in views after a young collection, a full one is asked for too
- * (asynchronous, at most one at a time).
+ * than half its bytes in live views after a young collection, it asks for a full one too
+ * (IncomingArena decides when; collectFully runs it asynchronously, one at a time).
  *
  * Node gives no collection without `--expose-gc`. The function is taken the way Jest's
  * leak detector takes it: the flag on, `gc` read from a fresh context, the flag off again
