@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,8 +41,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "ring_layout.h"
@@ -256,7 +257,8 @@ static Napi::Value UnmapSegment(const Napi::CallbackInfo &info) {
 struct Arena {
   uint8_t *base;
   size_t bytes;
-  /* Atomic: the orphans' thread may let go of the last views while the handle's finalizer runs. */
+  /* Atomic: the orphans' thread lets go of views of an ended environment (Node finalizes the
+   * handle before that, but nothing here depends on the order). */
   std::atomic<uint32_t> refs;
   bool open;
   /* Written when `freed` gains an entry, so the link reports it without waiting for traffic; -1: none. */
@@ -381,14 +383,16 @@ static void arena_block_collected(const v8::WeakCallbackInfo<ArenaBlock> &info) 
  * thread may still be at it while the process exits.
  */
 static std::mutex *orphans_lock = new std::mutex();
+static std::condition_variable *orphans_added = new std::condition_variable();
 static std::vector<ArenaBlock *> *orphans = new std::vector<ArenaBlock *>();
 static bool orphans_reaper_running = false;
 
-static void reap_orphans() {
+static void *reap_orphans(void *) {
+  std::unique_lock<std::mutex> lock(*orphans_lock);
   uint64_t delay_ms = 1;
   for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    std::lock_guard<std::mutex> guard(*orphans_lock);
+    // New orphans wake it at once and start the delays over.
+    if (orphans_added->wait_for(lock, std::chrono::milliseconds(delay_ms)) == std::cv_status::no_timeout) delay_ms = 1;
     for (size_t i = orphans->size(); i-- > 0;) {
       ArenaBlock *b = (*orphans)[i];
       if (!b->memory.expired()) continue;
@@ -398,19 +402,25 @@ static void reap_orphans() {
     }
     if (orphans->empty()) {
       orphans_reaper_running = false;
-      return;
+      return nullptr;
     }
     delay_ms = delay_ms * 2 < 1000 ? delay_ms * 2 : 1000;
   }
 }
 
+/* If no thread can be started, the orphans stay: a leak, never a view into unmapped memory. */
 static void adopt_orphans(const std::vector<ArenaBlock *> &blocks) {
   if (blocks.empty()) return;
   std::lock_guard<std::mutex> guard(*orphans_lock);
   orphans->insert(orphans->end(), blocks.begin(), blocks.end());
-  if (orphans_reaper_running) return;
+  if (orphans_reaper_running) {
+    orphans_added->notify_one();
+    return;
+  }
+  pthread_t thread;
+  if (pthread_create(&thread, nullptr, reap_orphans, nullptr) != 0) return;
+  pthread_detach(thread);
   orphans_reaper_running = true;
-  std::thread(reap_orphans).detach();
 }
 
 /*
@@ -428,8 +438,10 @@ static void arena_views_teardown(napi_env, void *data, void *) {
     ArenaBlock *next = b->next;
     bool alone = b->memory.expired();
     if (!alone && !b->pending) {
+      // Never empty here (weak callbacks run inside the collection that found the object
+      // dead, and this is no collection); checked all the same.
       v8::Local<v8::ArrayBuffer> buffer = b->buffer.Get(isolate);
-      alone = !buffer->WasDetached() && b->memory.use_count() <= 1;
+      alone = !buffer.IsEmpty() && !buffer->WasDetached() && b->memory.use_count() <= 1;
     }
     if (alone) {
       arena_block_release(b, false);

@@ -102,15 +102,16 @@ const withAddon = loadShmNative().addon != null ? test : test.skip
 
 withAddon('shm arena - every 32 MiB of received views runs a young collection, dropped views come back, and V8 does not count them', async t => {
   const { stdout } = await promisify(execFile)(process.execPath, [COLLECTION], { timeout: 30_000 })
-  const r = JSON.parse(stdout) as { rounds: Array<{ freed: number, young: number }>, late: number, ran: number, heldExternal: number, keptBack: number }
+  const r = JSON.parse(stdout) as { rounds: Array<{ freed: number, young: number }>, late: number, ran: number, heldExternal: number, keptBack: number, fullAsked: number }
   t.is(r.ran, 12 * 16 * MiB / COLLECT_EVERY_BYTES, stdout)
   // A quiet process makes too few objects to run young collections by itself: these are ours.
   t.true(r.rounds.reduce((n, round) => n + round.young, 0) >= r.ran, stdout)
   t.true(r.rounds.reduce((n, round) => n + round.freed, r.late) >= 8, stdout)
   // Counted, four held 16 MiB views would add 64 MiB.
   t.true(r.heldExternal < 16 * MiB, stdout)
-  // Views that reached the old generation come back through the full collection asked for
-  // (with none asked for, they stay out: young collections cannot free them).
+  // Views that reached the old generation come back through the full collection the arena
+  // asked for (with none asked for, they stay out: young collections cannot free them).
+  t.true(r.fullAsked >= 1, stdout)
   t.is(r.keptBack, 5, stdout)
 })
 
@@ -119,6 +120,7 @@ withAddon('shm arena - a view\'s block stays taken while its memory lives on els
   const r = JSON.parse(stdout) as {
     offsets: { list: number, stream: number, worker: number }, transferList: unknown, byteStream: unknown, toWorker: unknown,
     workerEnd: { before: number, during: number, after: number }
+    workerGives: { before: number, afterExit: number, intact: boolean, afterDrop: number }
   }
   // A transfer list moves the memory to the clone: the block waits for the clone.
   t.deepEqual(r.transferList, { detached: true, movedWhole: true, whileMovedHeld: [], afterDrop: [r.offsets.list] }, stdout)
@@ -130,4 +132,7 @@ withAddon('shm arena - a view\'s block stays taken while its memory lives on els
   // leaves no mapping behind.
   t.is(r.workerEnd.during, r.workerEnd.before + 1, stdout)
   t.is(r.workerEnd.after, r.workerEnd.before, stdout)
+  // A worker that moved a view's memory here and ended: its mapping stays while the memory
+  // is held here, intact, and goes after.
+  t.deepEqual(r.workerGives, { before: r.workerGives.before, afterExit: r.workerGives.before + 1, intact: true, afterDrop: r.workerGives.before }, stdout)
 })

@@ -259,11 +259,9 @@ export class IncomingArena {
   private readonly handle: ArenaHandle
   private readonly bell: number
   private readonly watcher: Watcher
-  /** Bytes of views made since the last full collection this arena asked for, and the bytes it waits for. */
+  /** Bytes of views made since this arena last looked whether to ask for a full collection, and how many it waits for. */
   private sinceFull = 0
   private fullEvery: number
-  /** arenaHeld when it last asked; -1: never. */
-  private heldAtFull = -1
 
   /**
    * Maps the arena `fd` (the caller closes it). `onFreed` runs, on this loop, soon after
@@ -295,8 +293,9 @@ export class IncomingArena {
         (offset as number) + (length as number) > this.bytes || (offset as number) % ARENA_ALIGN !== 0) {
       throw new RpcError('BAD_FRAME', `out-of-band block [${String(offset)}, +${String(length)}) is not inside the peer's ${this.bytes}-byte arena`)
     }
+    viewsReceived(length as number)
     this.sinceFull += length as number
-    if (viewsReceived(length as number) && this.sinceFull >= this.fullEvery) this.maybeCollectFully()
+    if (this.sinceFull >= this.fullEvery) this.maybeCollectFully()
     let buffer: ArrayBuffer
     try {
       buffer = this.native.arenaView(this.handle, offset as number, length as number, true)
@@ -308,16 +307,24 @@ export class IncomingArena {
 
   /**
    * Views kept past two young collections need a full one (see young-collection.ts): asked
-   * for when live views hold over half the arena. When the last one did not lower that,
-   * the views are kept, not garbage: ask half as often (down to once per 8 arenas received).
+   * for when live views hold over half the arena. When they still do after it, they are
+   * kept, not garbage: ask half as often (down to once per 8 arenas received).
    */
   private maybeCollectFully (): void {
-    const held = this.native.arenaHeld(this.handle)
-    if (held <= this.bytes / 2) return
-    this.fullEvery = this.heldAtFull >= 0 && held >= this.heldAtFull ? Math.min(2 * this.fullEvery, 8 * this.bytes) : this.bytes / 2
-    this.heldAtFull = held
     this.sinceFull = 0
-    collectFully()
+    if (this.native.arenaHeld(this.handle) <= this.bytes / 2) {
+      this.fullEvery = this.bytes / 2
+      return
+    }
+    collectFully()?.then(() => {
+      let held: number
+      try {
+        held = this.native.arenaHeld(this.handle)
+      } catch {
+        return // closed meanwhile
+      }
+      this.fullEvery = held > this.bytes / 2 ? Math.min(2 * this.fullEvery, 8 * this.bytes) : this.bytes / 2
+    }, () => {})
   }
 
   /** Offsets of blocks whose views were collected since the last call. */

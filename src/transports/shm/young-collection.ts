@@ -86,15 +86,19 @@ export function viewsReceived (bytes: number): boolean {
   return true
 }
 
-/** Asks for a full collection, unless one asked for is still running. */
-export function collectFully (): void {
+/**
+ * Asks for a full collection, unless one asked for is still running. Its end, or undefined
+ * when none was started now.
+ */
+export function collectFully (): Promise<void> | undefined {
   const run = collector()
-  if (run == null || fullRunning) return
+  if (run == null || fullRunning) return undefined
   const done = run({ type: 'major', execution: 'async' })
   counts.full++
-  if (done == null) return
+  if (done == null) return undefined
   fullRunning = true
-  done.then(() => { fullRunning = false }, () => { fullRunning = false })
+  const ended = (): void => { fullRunning = false }
+  return done.then(ended, ended)
 }
 
 /** Collections this thread ran for views so far, for debugInfo. */
