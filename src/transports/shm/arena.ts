@@ -327,7 +327,7 @@ export class IncomingArena {
     }, () => {})
   }
 
-  /** Offsets of blocks whose views were collected since the last call. */
+  /** Offsets of blocks whose memory no view can reach any more, since the last call. */
   takeFreed (): number[] {
     return this.native.arenaTakeFreed(this.handle)
   }
