@@ -5,8 +5,8 @@ import { promisify } from 'node:util'
 import { tensor, Tensor } from '../src/index.js'
 import { decodeFrameBody, encodeFrame, frameBytes, FrameReader, FrameType, HEADER_BYTES, inlineFrame, releaseFrame, sealFrame } from '../src/codec/frame.js'
 import { isSplitFrame, OOB_THRESHOLD } from '../src/codec/out-of-band.js'
-import { ARENA_ALIGN, ArenaAllocator } from '../src/transports/shm/arena.js'
-import { loadShmNative } from '../src/transports/shm/native.js'
+import { ARENA_ALIGN, ArenaAllocator, IncomingArena } from '../src/transports/shm/arena.js'
+import { loadShmNative, type ShmAddon } from '../src/transports/shm/native.js'
 import { COLLECT_EVERY_BYTES } from '../src/transports/shm/young-collection.js'
 
 function body (): { args: unknown[], big: Uint8Array, floats: Float32Array, t: Tensor } {
@@ -135,4 +135,39 @@ withAddon('shm arena - a view\'s block stays taken while its memory lives on els
   // A worker that moved a view's memory here and ended: its mapping stays while the memory
   // is held here, intact, and goes after.
   t.deepEqual(r.workerGives, { before: r.workerGives.before, afterExit: r.workerGives.before + 1, intact: true, afterDrop: r.workerGives.before }, stdout)
+})
+
+test('shm arena - a full collection is asked for while live views hold over half the arena, less often while they stay', async t => {
+  let held = 0
+  const bytes = 64 * MiB
+  const native = {
+    eventfd: () => -1,
+    mapArena: () => ({}),
+    arenaBytes: () => bytes,
+    arenaHeld: () => held,
+    arenaView: (_handle: unknown, _offset: number, length: number) => new ArrayBuffer(length),
+    Watcher: class { start (): void {} stop (): void {} close (): void {} }
+  } as unknown as ShmAddon
+  const arena = new IncomingArena(native, -1, 1, () => {})
+  const asks = async (views: number): Promise<number> => {
+    let n = 0
+    for (let i = 0; i < views; i++) {
+      const before = arena.fullAsked
+      arena.view(0, 8 * MiB)
+      if (arena.fullAsked !== before) {
+        n++
+        await arena.fullAsked
+      }
+    }
+    return n
+  }
+  held = 40 * MiB // kept views: over half, and still after each collection
+  // Looked at every half arena (4 views of 8 MiB), then every arena, then every two.
+  t.is(await asks(4), 1)
+  t.is(await asks(8), 1)
+  t.is(await asks(16), 1)
+  held = 8 * MiB // let go: no ask, and back to every half arena
+  t.is(await asks(32), 0)
+  held = 40 * MiB
+  t.is(await asks(4), 1)
 })

@@ -262,6 +262,8 @@ export class IncomingArena {
   /** Bytes of views made since this arena last looked whether to ask for a full collection, and how many it waits for. */
   private sinceFull = 0
   private fullEvery: number
+  /** @internal The last full collection asked for, once it has been weighed (tests). */
+  fullAsked: Promise<void> | undefined
 
   /**
    * Maps the arena `fd` (the caller closes it). `onFreed` runs, on this loop, soon after
@@ -316,7 +318,7 @@ export class IncomingArena {
       this.fullEvery = this.bytes / 2
       return
     }
-    collectFully()?.then(() => {
+    this.fullAsked = collectFully()?.then(() => {
       let held: number
       try {
         held = this.native.arenaHeld(this.handle)
