@@ -40,8 +40,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -565,11 +565,10 @@ static Napi::Value ArenaTakeFreed(const Napi::CallbackInfo &info) {
   Arena *a = arena_arg(info, 0);
   if (a == nullptr) return throw_type(env, "arenaTakeFreed(handle): an open arena");
   arena_release_pending(env_views(env));
-  // Taken whole first, then made into an array (which may set off a collection).
-  std::vector<double> taken;
-  taken.swap(a->freed);
-  Napi::Array out = Napi::Array::New(env, taken.size());
-  for (size_t i = 0; i < taken.size(); i++) out.Set((uint32_t)i, taken[i]);
+  // A collection while the array is made only marks blocks pending: `freed` stays as it is.
+  Napi::Array out = Napi::Array::New(env, a->freed.size());
+  for (size_t i = 0; i < a->freed.size(); i++) out.Set((uint32_t)i, a->freed[i]);
+  a->freed.clear();
   return out;
 }
 

@@ -49,7 +49,7 @@ export interface ShmAddon {
   unmapSegment: (buffer: ArrayBuffer) => void
   /** A sealed memfd of `bytes` (a power of two, 2^16..2^30) for out-of-band blocks (see arena.ts). */
   createArena: (bytes: number) => number
-  /** Maps an arena fd (checks its seals and size); the fd stays the caller's. `bell`: an eventfd written when a notifying view is collected. */
+  /** Maps an arena fd (checks its seals and size); the fd stays the caller's. `bell`: an eventfd written when a notifying view's block is freed. */
   mapArena: (fd: number, bell?: number) => ArenaHandle
   arenaBytes: (arena: ArenaHandle) => number
   /** One block as its own ArrayBuffer; with `notify`, its offset is queued for arenaTakeFreed once no one can reach its memory. */
@@ -59,7 +59,7 @@ export interface ShmAddon {
   arenaHeld: (arena: ArenaHandle) => number
   /** NODE_MODULE_VERSION the addon was built for. */
   nodeAbi: number
-  /** Done with the arena; views keep the mapping until they are collected. */
+  /** Done with the arena; views keep the mapping until their memory is gone. */
   arenaClose: (arena: ArenaHandle) => void
   eventfd: () => number
   ring: (fd: number) => void

@@ -235,6 +235,7 @@ export class ShmLink implements Link {
 
   /** Spin window, wake-up counts and out-of-band traffic, for debugInfo. */
   details (): Record<string, number> {
+    const collections = viewCollections()
     return {
       ...this.wakeups,
       spinWindowUs: Math.round(this.window.ms * 1000),
@@ -247,8 +248,8 @@ export class ShmLink implements Link {
       arenaInUse: this.outgoing?.inUse ?? 0,
       peerArenaBytes: this.incoming?.bytes ?? 0,
       arenaFailed: this.arenaError != null ? 1 : 0,
-      youngCollections: viewCollections().young,
-      fullCollections: viewCollections().full
+      youngCollections: collections.young,
+      fullCollections: collections.full
     }
   }
 

@@ -10,9 +10,9 @@
  *
  * A view kept across two young collections moves to the old generation, and only a full
  * collection frees it; V8 does not count views as memory (native/cohort_shm.cc, "How a
- * view's end is seen"), so their bytes never start one. So when an arena still holds more
- * than half its bytes in live views after a young collection, it asks for a full one too
- * (IncomingArena decides when; collectFully runs it asynchronously, one at a time).
+ * view's end is seen"), so their bytes never start one. So when an arena's live views hold
+ * more than half its bytes, it asks for a full one too (IncomingArena decides when;
+ * collectFully runs it asynchronously, one at a time).
  *
  * Node gives no collection without `--expose-gc`. The function is taken the way Jest's
  * leak detector takes it: the flag on, `gc` read from a fresh context, the flag off again
@@ -20,7 +20,8 @@
  * Where that fails, views wait for V8's own collections.
  *
  * ```ts
- * if (viewsReceived(16 << 20) && held > bytes / 2) collectFully()
+ * viewsReceived(16 << 20)                 // before making a 16 MiB view: collects when due
+ * if (held > bytes / 2) await collectFully()
  * ```
  */
 import v8 from 'node:v8'
@@ -71,19 +72,15 @@ function collector (): Collect | null {
   return found ?? null
 }
 
-/**
- * A view of `bytes` is about to be made for a received payload: runs a young collection
- * first when due. True when it ran one now.
- */
-export function viewsReceived (bytes: number): boolean {
+/** A view of `bytes` is about to be made for a received payload: runs a young collection first when due. */
+export function viewsReceived (bytes: number): void {
   received += bytes
-  if (received < COLLECT_EVERY_BYTES) return false
+  if (received < COLLECT_EVERY_BYTES) return
   received = 0
   const run = collector()
-  if (run == null) return false
+  if (run == null) return
   run({ type: 'minor' })
   counts.young++
-  return true
 }
 
 /**
