@@ -73,6 +73,44 @@ ring('shm ring - a full ring: waitForRoom sets the flag and the consumer that fr
   t.true(consumer.read(decode, []))
 })
 
+ring('shm ring - read space goes back on release(), or at once when a quarter of the ring or a waiting producer asks for it', t => {
+  const { a, b, close } = segment(4096)
+  t.teardown(close)
+  const layout = native!.layout()
+  const producer = new RingProducer(a, layout, 0)
+  const consumer = new RingConsumer(b, layout, 0, 1 << 20)
+  const words = new Int32Array(b, 0, layout.headerBytes / 4)
+  const head = (): number => words[(layout.offRing0 + layout.ringHead) / 4]
+  const tail = (): number => words[(layout.offRing0 + layout.ringTail) / 4]
+  const frame = encodeFrame([100, randomBytes(600)])
+  const got: unknown[][] = []
+  // One small frame: read, but its space is not given back until release().
+  t.is(producer.write(frame, 0), frame.byteLength)
+  producer.publish()
+  t.false(consumer.read(decode, got))
+  t.is(tail(), 0)
+  t.false(consumer.release())
+  t.is(tail(), head())
+  // The ring filled: reading over a quarter of it gives the space back at once.
+  let offset = 0
+  while ((offset = producer.write(frame, offset)) === frame.byteLength) offset = 0
+  producer.publish()
+  t.false(consumer.read(decode, got))
+  t.is(tail(), head())
+  // Full again and the producer says it waits: read frees the space and says to ring it.
+  while ((offset = producer.write(frame, offset)) === frame.byteLength) offset = 0
+  producer.publish()
+  t.false(producer.waitForRoom())
+  t.true(consumer.read(decode, got))
+  t.is(tail(), head())
+  t.true(producer.waitForRoom())
+  t.is(producer.write(frame, offset), frame.byteLength)
+  producer.publish()
+  consumer.read(decode, got)
+  t.true(got.length > 10)
+  for (const f of got) t.deepEqual(f, got[0])
+})
+
 ring('shm ring - garbage in the ring is BAD_FRAME, never a crash', t => {
   const { a, b, close } = segment(4096)
   t.teardown(close)

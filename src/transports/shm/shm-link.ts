@@ -380,6 +380,9 @@ export class ShmLink implements Link {
       return
     }
     if (this.closed) return
+    // Idle now (nothing came this turn, or we go to sleep below): free what was read,
+    // out of the way of the calls themselves (see ring.ts).
+    if (this.stats.framesIn === framesBefore && this.consumer.release()) this.ring()
     const now = performance.now()
     if (this.trafficIn !== trafficBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
     if (this.spinning != null && now - this.lastTraffic < this.window.ms && !this.peerOnOurOnlyCpu() && !spinGate.crowded(this.spinning, now)) {
@@ -390,6 +393,7 @@ export class ShmLink implements Link {
       this.schedule()
       return
     }
+    if (this.consumer.release()) this.ring()
     if (!this.consumer.sleep(this.native.currentCpu())) {
       this.schedule()
       return
