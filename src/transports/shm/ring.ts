@@ -20,8 +20,8 @@
  * ordered after the head load that reveals them). Counters are u32 and wrap.
  *
  * Each side keeps the other's counter line out of its round trip, since every line
- * that crosses between two CPUs costs a core-to-core transfer, and on this VM that
- * transfer alone drifts between about 0.07 and 0.27 µs as the host moves its vCPUs:
+ * that crosses between two CPUs costs a core-to-core transfer (on this VM 0.07-0.35 µs,
+ * by the minute: an Atomics ping-pong between two threads takes 0.13 or 0.53-0.72 µs):
  * - the producer remembers the tail it last read and reads the shared one again only
  *   when the frame does not fit in the room that tail leaves;
  * - the consumer frees what it read in `release()`, which the link calls once it is
