@@ -80,29 +80,47 @@ ring('shm ring - read space goes back on release(), or at once when a quarter of
   const producer = new RingProducer(a, layout, 0)
   const consumer = new RingConsumer(b, layout, 0, 1 << 20)
   const words = new Int32Array(b, 0, layout.headerBytes / 4)
-  const head = (): number => words[(layout.offRing0 + layout.ringHead) / 4]
-  const tail = (): number => words[(layout.offRing0 + layout.ringTail) / 4]
-  const frame = encodeFrame([100, randomBytes(600)])
+  const at = (field: number): number => (layout.offRing0 + field) / 4
+  const head = (): number => words[at(layout.ringHead)]
+  const tail = (): number => words[at(layout.ringTail)]
+  const frame = encodeFrame([100, randomBytes(600)]) // about 624 bytes of ring: under a quarter, two are over
   const got: unknown[][] = []
-  // One small frame: read, but its space is not given back until release().
-  t.is(producer.write(frame, 0), frame.byteLength)
-  producer.publish()
+  const send = (): void => {
+    t.is(producer.write(frame, 0), frame.byteLength)
+    producer.publish()
+  }
+  // One frame read: its space is not given back until release().
+  send()
   t.false(consumer.read(decode, got))
   t.is(tail(), 0)
   t.false(consumer.release())
   t.is(tail(), head())
-  // The ring filled: reading over a quarter of it gives the space back at once.
-  let offset = 0
-  while ((offset = producer.write(frame, offset)) === frame.byteLength) offset = 0
-  producer.publish()
+  // Under a quarter of the ring read and not freed: kept; over a quarter: freed in read.
+  send()
+  t.false(consumer.read(decode, got))
+  t.not(tail(), head())
+  send()
   t.false(consumer.read(decode, got))
   t.is(tail(), head())
-  // Full again and the producer says it waits: read frees the space and says to ring it.
+  // A producer waiting for room (its flag set) gets the space at once, with frames to read
+  // or without, and read says to ring its doorbell.
+  send()
+  words[at(layout.ringWaiting)] = 1
+  t.true(consumer.read(decode, got))
+  t.is(tail(), head())
+  t.is(words[at(layout.ringWaiting)], 0)
+  send()
+  t.false(consumer.read(decode, got))
+  t.not(tail(), head())
+  words[at(layout.ringWaiting)] = 1
+  t.true(consumer.read(decode, got)) // nothing new to read
+  t.is(tail(), head())
+  // The whole way round: a full ring, the producer waits, the consumer's read lets it on.
+  let offset = 0
   while ((offset = producer.write(frame, offset)) === frame.byteLength) offset = 0
   producer.publish()
   t.false(producer.waitForRoom())
   t.true(consumer.read(decode, got))
-  t.is(tail(), head())
   t.true(producer.waitForRoom())
   t.is(producer.write(frame, offset), frame.byteLength)
   producer.publish()
@@ -125,6 +143,14 @@ ring('shm ring - garbage in the ring is BAD_FRAME, never a crash', t => {
   const other = new RingConsumer(b, layout, 1, 1 << 20)
   new RingProducer(a, layout, 1).corruptForTest()
   t.throws(() => other.read(decode, []), { message: /corrupt/ })
+  // A tail scribbled past head: the producer keeps to the room it knew, then reads the
+  // tail again for a frame that does not fit, and finds it corrupt.
+  const { a: c, b: d, close: closeSecond } = segment(4096)
+  t.teardown(closeSecond)
+  const writer = new RingProducer(c, layout, 0)
+  new Int32Array(d, layout.offRing0 + layout.ringTail, 1)[0] = 0x40000000
+  const frame = encodeFrame([100, randomBytes(600)])
+  t.throws(() => { for (let i = 0; i < 8; i++) writer.write(frame, 0) }, { instanceOf: Error, message: /corrupt/ })
 })
 
 ring('shm segment - a segment that is not sealed, or not a segment, is refused with the errno named', t => {

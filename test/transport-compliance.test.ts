@@ -5,8 +5,8 @@ import { TcpTransport } from '../src/transports/tcp/tcp-transport.js'
 import { ShmTransport } from '../src/transports/shm/shm-transport.js'
 import { loadShmNative } from '../src/transports/shm/native.js'
 import type { Link } from '../src/transports/transport.js'
-import { decodeValue } from '../src/codec/frame.js'
-import { farEnd, startFarEnd, transportCompliance, type FarEnd } from './helpers/transport-compliance.js'
+import { decodeValue, encodeFrame } from '../src/codec/frame.js'
+import { farEnd, startFarEnd, transportCompliance, watch, type FarEnd } from './helpers/transport-compliance.js'
 
 const MAX_FRAME = 64 * 1024 * 1024
 
@@ -34,8 +34,9 @@ async function openTcp (): Promise<FarEnd> {
   return { ...end, kill: async () => { await kill(); await transport.stop() } }
 }
 
-async function openShm (): Promise<FarEnd> {
-  const { child, ready } = await startFarEnd('shm')
+/** A link to a far end whose segment has rings of `ringBytes` (the side that offers sets them). */
+async function openShm (ringBytes = 64 * 1024): Promise<FarEnd> {
+  const { child, ready } = await startFarEnd('shm', String(ringBytes))
   const shm = new ShmTransport({ maxFrameBytes: MAX_FRAME, ringBytes: 64 * 1024, setupTimeoutMs: SETUP_MS, localPeerId: () => 'parent' })
   let link: Link
   try {
@@ -58,7 +59,23 @@ async function openShm (): Promise<FarEnd> {
 
 transportCompliance(test, 'tcp', openTcp)
 if (loadShmNative().addon != null) {
-  transportCompliance(test, 'shm', openShm)
+  transportCompliance(test, 'shm', async () => await openShm())
+
+  test('shm link - a frame 8192 times the ring (32 MiB through 4 KiB rings) streams through both ways, piece after piece', async t => {
+    const end = await openShm(4096)
+    t.teardown(end.kill)
+    const w = watch(end.link)
+    const big = new Uint8Array(32 * 1024 * 1024)
+    for (let i = 0; i < big.length; i += 4093) big[i] = i & 0xff
+    end.link.send(encodeFrame([100, 1, big]))
+    end.link.send(encodeFrame([100, 2, 'after']))
+    const frames = await w.next(2)
+    const echoed = frames[0][2] as Uint8Array
+    t.is(echoed.byteLength, big.byteLength)
+    t.true(Buffer.from(echoed.buffer, echoed.byteOffset, echoed.byteLength).equals(big)) // ava's deepEqual gives up on 32 MiB
+    t.is(frames[1][2], 'after')
+    t.like(await end.status(), { alive: true, closes: 0 })
+  })
 } else {
   test('shm compliance - skipped: the addon is not built', t => {
     t.log(loadShmNative().reason)

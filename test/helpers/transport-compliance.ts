@@ -23,9 +23,9 @@ export interface FarEnd {
   kill: () => Promise<void>
 }
 
-/** Starts the far end and returns its first message (`ready`). */
-export async function startFarEnd (kind: string): Promise<{ child: ChildProcess, ready: any }> {
-  const child = fork(LINK_PEER, [kind], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+/** Starts the far end (`args`: its ring size for shm) and returns its first message (`ready`). */
+export async function startFarEnd (kind: string, ...args: string[]): Promise<{ child: ChildProcess, ready: any }> {
+  const child = fork(LINK_PEER, [kind, ...args], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const ready = await new Promise<any>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('link peer did not start in 60 s')) }, 60_000)
     child.once('message', msg => { clearTimeout(timer); resolve(msg) })
@@ -52,7 +52,7 @@ export function farEnd (child: ChildProcess, link: Link): FarEnd {
 }
 
 /** Collects frames and the close of a link. */
-function watch (link: Link): { frames: unknown[][], closed: Promise<Error | undefined>, next: (n: number) => Promise<unknown[][]> } {
+export function watch (link: Link): { frames: unknown[][], closed: Promise<Error | undefined>, next: (n: number) => Promise<unknown[][]> } {
   const frames: unknown[][] = []
   let waiter: { n: number, resolve: () => void } | undefined
   let closedResolve!: (reason: Error | undefined) => void

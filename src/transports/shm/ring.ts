@@ -185,8 +185,9 @@ export class RingConsumer {
   /**
    * Decodes every complete frame waiting in the ring into `out`. `decode` gets the frame
    * (header + body) as `bytes[start, end)`: in place in the ring when it lies in one
-   * piece, else in a scratch buffer (no view made per frame); either is overwritten once
-   * freed, so `decode` must copy what it keeps. The space is freed by the next
+   * piece (overwritten once freed), else in a scratch buffer (overwritten by the next
+   * frame that comes in pieces); no view is made per frame, so `decode` must copy what it
+   * keeps. The space is freed by the next
    * release(), or here when the producer waits for room or a quarter of the ring waits
    * to be freed. Returns true when the producer was waiting for room (and this call
    * took the flag back): the caller must ring the producer's doorbell. Throws BAD_FRAME

@@ -200,7 +200,14 @@ export class ShmLink implements Link {
     this.stats.bytesOut += frame.byteLength
     this.queue.push(frame)
     this.queuedBytes += frame.byteLength
-    if (this.queue.length === 1) this.flush()
+    if (this.queue.length > 1) return
+    try {
+      this.flush()
+    } catch (err) {
+      // The ring's words make no sense (a peer that scribbled on them): the link is done.
+      this.fail(err as Error)
+      throw err
+    }
   }
 
   close (reason?: Error): void {
@@ -356,10 +363,19 @@ export class ShmLink implements Link {
     setImmediate(this.pollBound)
   }
 
-  /** One look at the ring: read, write what waits, then spin on (next turn) or sleep. */
   private poll (): void {
     this.scheduled = false
-    if (this.closed) return
+    // A look that waited in its turn and found frames looks again at once: in a loop, not
+    // by recursion, since a frame larger than the ring comes in piece after piece.
+    while (this.pollOnce());
+  }
+
+  /**
+   * One look at the ring: read, write what waits, then spin on (next turn) or sleep.
+   * True when it waited on the ring and frames came: look again now.
+   */
+  private pollOnce (): boolean {
+    if (this.closed) return false
     const framesBefore = this.stats.framesIn
     const trafficBefore = this.trafficIn
     const queuedBefore = this.queuedBytes
@@ -369,7 +385,7 @@ export class ShmLink implements Link {
       if (this.consumer.read(this.decodeBound, frames)) this.ring()
     } catch (err) {
       this.fail(err as Error)
-      return
+      return false
     }
     for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
     try {
@@ -377,32 +393,30 @@ export class ShmLink implements Link {
       if (this.queue.length > 0 && !this.closed) this.flush()
     } catch (err) {
       this.fail(err as Error)
-      return
+      return false
     }
-    if (this.closed) return
+    if (this.closed) return false
     // Idle now (nothing came this turn, or we go to sleep below): free what was read,
     // out of the way of the calls themselves (see ring.ts).
     if (this.stats.framesIn === framesBefore && this.consumer.release()) this.ring()
     const now = performance.now()
     if (this.trafficIn !== trafficBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
     if (this.spinning != null && now - this.lastTraffic < this.window.ms && !this.peerOnOurOnlyCpu() && !spinGate.crowded(this.spinning, now)) {
-      if (this.stats.framesIn === framesBefore && (liveShmLinks.size === 1 || now - lastWaitEnd >= WAIT_IN_TURN_MS) && this.waitInTurn(now)) {
-        this.poll()
-        return
-      }
+      if (this.stats.framesIn === framesBefore && (liveShmLinks.size === 1 || now - lastWaitEnd >= WAIT_IN_TURN_MS) && this.waitInTurn(now)) return true
       this.schedule()
-      return
+      return false
     }
     if (this.consumer.release()) this.ring()
     if (!this.consumer.sleep(this.native.currentCpu())) {
       this.schedule()
-      return
+      return false
     }
     this.asleep = true
     this.window.slept(now)
     if (this.spinning != null) spinGate.ended(this.spinning, now)
     this.spinning = undefined
     this.wakeups.sleeps++
+    return false
   }
 
   /**
