@@ -1,7 +1,7 @@
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
 import { decodeFrameBody, encodeFrame } from '../src/codec/frame.js'
-import { loadShmNative } from '../src/transports/shm/native.js'
+import { loadShmNative, type RingLayout } from '../src/transports/shm/native.js'
 import { RingConsumer, RingProducer } from '../src/transports/shm/ring.js'
 
 const native = loadShmNative().addon
@@ -17,14 +17,18 @@ function segment (ringBytes: number): { a: ArrayBuffer, b: ArrayBuffer, close: (
   return { a, b, close: () => { native.unmapSegment(a); native.unmapSegment(b) } }
 }
 
-const decode = (bytes: Uint8Array, start: number, end: number): unknown[] => decodeFrameBody(bytes, true, start + 4, end)
-
-ring('shm ring - frames of every size wrap around and stream through a small ring intact, in order', t => {
+/** A segment of 4096-byte rings, torn down with the test: ring 0's producer on one mapping, its consumer on the other. */
+function ringPair (t: ExecutionContext): { a: ArrayBuffer, b: ArrayBuffer, layout: RingLayout, producer: RingProducer, consumer: RingConsumer } {
   const { a, b, close } = segment(4096)
   t.teardown(close)
   const layout = native!.layout()
-  const producer = new RingProducer(a, layout, 0)
-  const consumer = new RingConsumer(b, layout, 0, 1 << 20)
+  return { a, b, layout, producer: new RingProducer(a, layout, 0), consumer: new RingConsumer(b, layout, 0, 1 << 20) }
+}
+
+const decode = (bytes: Uint8Array, start: number, end: number): unknown[] => decodeFrameBody(bytes, true, start + 4, end)
+
+ring('shm ring - frames of every size wrap around and stream through a small ring intact, in order', t => {
+  const { producer, consumer } = ringPair(t)
   const sent: Uint8Array[] = []
   for (let i = 0; i < 300; i++) sent.push(Uint8Array.from(randomBytes([0, 1, 7, 100, 1000, 3000, 20_000][i % 7])))
   const got: unknown[][] = []
@@ -42,11 +46,7 @@ ring('shm ring - frames of every size wrap around and stream through a small rin
 })
 
 ring('shm ring - the sleeping flag: publish says to ring the doorbell once per sleep, never when awake', t => {
-  const { a, b, close } = segment(4096)
-  t.teardown(close)
-  const layout = native!.layout()
-  const producer = new RingProducer(a, layout, 0)
-  const consumer = new RingConsumer(b, layout, 0, 1 << 20)
+  const { producer, consumer } = ringPair(t)
   const frame = encodeFrame([100, 1])
   t.true(consumer.sleep(0)) // empty: may sleep
   producer.write(frame, 0)
@@ -60,11 +60,7 @@ ring('shm ring - the sleeping flag: publish says to ring the doorbell once per s
 })
 
 ring('shm ring - a full ring: waitForRoom sets the flag and the consumer that frees room says to wake the producer', t => {
-  const { a, b, close } = segment(4096)
-  t.teardown(close)
-  const layout = native!.layout()
-  const producer = new RingProducer(a, layout, 0)
-  const consumer = new RingConsumer(b, layout, 0, 1 << 20)
+  const { producer, consumer } = ringPair(t)
   const big = encodeFrame([100, randomBytes(10_000)])
   const offset = producer.write(big, 0)
   t.true(offset < big.byteLength)
@@ -74,11 +70,7 @@ ring('shm ring - a full ring: waitForRoom sets the flag and the consumer that fr
 })
 
 ring('shm ring - read space goes back on release(), or at once when a quarter of the ring or a waiting producer asks for it', t => {
-  const { a, b, close } = segment(4096)
-  t.teardown(close)
-  const layout = native!.layout()
-  const producer = new RingProducer(a, layout, 0)
-  const consumer = new RingConsumer(b, layout, 0, 1 << 20)
+  const { b, layout, producer, consumer } = ringPair(t)
   const words = new Int32Array(b, 0, layout.headerBytes / 4)
   const at = (field: number): number => (layout.offRing0 + field) / 4
   const head = (): number => words[at(layout.ringHead)]
@@ -130,11 +122,7 @@ ring('shm ring - read space goes back on release(), or at once when a quarter of
 })
 
 ring('shm ring - garbage in the ring is BAD_FRAME, never a crash', t => {
-  const { a, b, close } = segment(4096)
-  t.teardown(close)
-  const layout = native!.layout()
-  const producer = new RingProducer(a, layout, 0)
-  const consumer = new RingConsumer(b, layout, 0, 1 << 20)
+  const { a, b, layout, producer, consumer } = ringPair(t)
   producer.write(encodeFrame([100, 1]), 0)
   producer.publish()
   // Scribble over the record header: a piece longer than what was published.
