@@ -187,11 +187,11 @@ export class RingConsumer {
    * (header + body) as `bytes[start, end)`: in place in the ring when it lies in one
    * piece (overwritten once freed), else in a scratch buffer (overwritten by the next
    * frame that comes in pieces); no view is made per frame, so `decode` must copy what it
-   * keeps. The space is freed by the next
-   * release(), or here when the producer waits for room or a quarter of the ring waits
-   * to be freed. Returns true when the producer was waiting for room (and this call
-   * took the flag back): the caller must ring the producer's doorbell. Throws BAD_FRAME
-   * when the ring's words make no sense (or `decode` does).
+   * keeps. The space is freed by the next release(), or here when the producer waits for
+   * room or a quarter of the ring waits to be freed. Returns true when the producer was
+   * waiting for room (and this call took the flag back): the caller must ring the
+   * producer's doorbell. Throws BAD_FRAME when the ring's words make no sense (or
+   * `decode` does).
    */
   read<T> (decode: (bytes: Uint8Array, start: number, end: number) => T, out: T[]): boolean {
     const ring = this.ring
