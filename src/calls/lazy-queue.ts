@@ -46,17 +46,24 @@ export class LazyQueue<T> {
     return item
   }
 
-  /** Lets the ended items at the front go. */
+  /**
+   * Lets the ended items at the front go. The array is cut back only once over 1024 slots
+   * before `head` are free: cutting it to length 0 whenever it emptied (once per call for
+   * a caller's deadlines and a callee's at-most-once memory, one call at a time) dropped
+   * its store, and the next push made a new one. That was a fifth of a DedupTable's
+   * admit-and-end (340 ns) in a CPU profile, `set length` and the collector.
+   */
   dropEnded (): void {
     const items = this.items
     let head = this.head
     while (head < items.length && this.ended(items[head] as T)) items[head++] = undefined
-    if (head === items.length) {
-      items.length = 0
-      head = 0
-    } else if (head > 1024 && head * 2 > items.length) {
-      items.copyWithin(0, head)
-      items.length -= head
+    if (head > 1024 && head * 2 > items.length) {
+      if (head === items.length) {
+        items.length = 0
+      } else {
+        items.copyWithin(0, head)
+        items.length -= head
+      }
       head = 0
     }
     this.head = head
