@@ -248,6 +248,28 @@ test('deadlines - ended calls held behind a long one stay bounded, and each live
   deadlines.clear()
 })
 
+test('deadlines and at-most-once - calls one at a time leave their queues empty after each call, in an array cut back past 1024 slots', t => {
+  const deadlines = new Deadlines<{ id: number, timeoutMs: number, deadlineAt: number, awaitingDeadline: boolean }>(() => {})
+  const dedup = new DedupTable(100)
+  const reply = encodeFrame([FrameType.REPLY, 1, 'ok'])
+  const lane = (): { items: unknown[], head: number } => (deadlines as any).lanes.get(60).queue
+  const arrivals = (): { items: unknown[], head: number } => (dedup as any).arrivals
+  let longest = 0
+  for (let id = 1; id <= 10_000; id++) {
+    const call = { id, timeoutMs: 60, deadlineAt: performance.now() + 60, awaitingDeadline: false }
+    deadlines.add(call)
+    deadlines.remove(call)
+    t.is(dedup.admit(id, 60_000, id).kind, 'new')
+    dedup.end(id, reply)
+    if (lane().items.length !== lane().head || arrivals().items.length - arrivals().head > 1) t.fail(`call ${id} left items queued`)
+    longest = Math.max(longest, lane().items.length, arrivals().items.length)
+  }
+  t.true(longest > 1 && longest <= 2 * 1024 + 2, `arrays grew to ${longest}`)
+  t.is(dedup.admit(10_000, 60_000, 10_000).kind, 'ended') // the last id is still remembered
+  t.is(dedup.admit(9_999, 60_000, 10_000).kind, 'stale')
+  deadlines.clear()
+})
+
 test('at-most-once - reply memory is bounded; a resend past the bound gets an error, not a second run', t => {
   const registry = new EndpointRegistry()
   let runs = 0
