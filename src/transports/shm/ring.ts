@@ -91,8 +91,8 @@ export class RingProducer {
     const ring = this.ring
     // Records take a header and round up to 8; a frame that fits whole in the room the
     // last tail we read leaves needs no look at the consumer's line.
-    if (ring.bytes - ((this.head - this.tail) >>> 0) < frame.byteLength - offset + 2 * RECORD_HEADER + 8) this.readTail()
-    let free = ring.bytes - ((this.head - this.tail) >>> 0)
+    if (this.room() < frame.byteLength - offset + 2 * RECORD_HEADER + 8) this.readTail()
+    let free = this.room()
     while (offset < frame.byteLength) {
       const room = Math.min((free - RECORD_HEADER) & ~7, this.maxPiece)
       if (room <= 0) break
@@ -126,11 +126,16 @@ export class RingProducer {
     const ring = this.ring
     Atomics.store(ring.words, ring.waiting, 1)
     this.readTail()
-    if (ring.bytes - ((this.head - this.tail) >>> 0) > RECORD_HEADER + 8) {
+    if (this.room() > RECORD_HEADER + 8) {
       Atomics.store(ring.words, ring.waiting, 0)
       return true
     }
     return false
+  }
+
+  /** Bytes free by the tail we last read. */
+  private room (): number {
+    return this.ring.bytes - ((this.head - this.tail) >>> 0)
   }
 
   private readTail (): void {

@@ -396,17 +396,18 @@ export class ShmLink implements Link {
       return false
     }
     if (this.closed) return false
-    // Idle now (nothing came this turn, or we go to sleep below): free what was read,
-    // out of the way of the calls themselves (see ring.ts).
-    if (this.stats.framesIn === framesBefore && this.consumer.release()) this.ring()
+    // Idle now (nothing came this turn), or about to sleep below: free what was read, out
+    // of the way of the calls themselves (see ring.ts).
+    const idle = this.stats.framesIn === framesBefore
+    if (idle && this.consumer.release()) this.ring()
     const now = performance.now()
     if (this.trafficIn !== trafficBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
     if (this.spinning != null && now - this.lastTraffic < this.window.ms && !this.peerOnOurOnlyCpu() && !spinGate.crowded(this.spinning, now)) {
-      if (this.stats.framesIn === framesBefore && (liveShmLinks.size === 1 || now - lastWaitEnd >= WAIT_IN_TURN_MS) && this.waitInTurn(now)) return true
+      if (idle && (liveShmLinks.size === 1 || now - lastWaitEnd >= WAIT_IN_TURN_MS) && this.waitInTurn(now)) return true
       this.schedule()
       return false
     }
-    if (this.consumer.release()) this.ring()
+    if (!idle && this.consumer.release()) this.ring()
     if (!this.consumer.sleep(this.native.currentCpu())) {
       this.schedule()
       return false
