@@ -339,6 +339,11 @@ static void arena_block_release(ArenaBlock *b, bool collected) {
   delete b;
 }
 
+/* The next wait of a look that found memory still held: doubled, up to 1 s. */
+static uint64_t longer_delay(uint64_t delay_ms) {
+  return delay_ms * 2 < 1000 ? delay_ms * 2 : 1000;
+}
+
 /* Pending blocks whose memory no one holds any more are released (also on arenaView and arenaTakeFreed). */
 static void arena_release_pending(EnvViews *views) {
   for (size_t i = views->pending.size(); i-- > 0;) {
@@ -351,7 +356,7 @@ static void pending_timer_fired(uv_timer_t *timer) {
   EnvViews *views = static_cast<EnvViews *>(timer->data);
   arena_release_pending(views);
   if (views->pending.empty()) return;
-  views->delay_ms = views->delay_ms * 2 < 1000 ? views->delay_ms * 2 : 1000;
+  views->delay_ms = longer_delay(views->delay_ms);
   uv_timer_start(timer, pending_timer_fired, views->delay_ms, 0);
 }
 
@@ -404,7 +409,7 @@ static void *reap_orphans(void *) {
       orphans_reaper_running = false;
       return nullptr;
     }
-    delay_ms = delay_ms * 2 < 1000 ? delay_ms * 2 : 1000;
+    delay_ms = longer_delay(delay_ms);
   }
 }
 
