@@ -392,6 +392,7 @@ export class Rpc {
   debugInfo (): DebugInfo {
     const inflight = this.calls.perPeer()
     const enabled = new Set(this.router.enabledTransports())
+    const now = Date.now()
     return withPrint({
       name: this.name,
       peerId: this.transport != null && this.startup != null ? safe(() => this.transport?.localPeerId) : undefined,
@@ -411,7 +412,7 @@ export class Rpc {
         addresses: s.addrs,
         transports: s.transports,
         learnedFrom: s.learnedFrom,
-        lastHeardMsAgo: Date.now() - s.lastHeard,
+        lastHeardMsAgo: now - s.lastHeard(now),
         callsInFlight: inflight.get(s.name) ?? 0,
         links: s.links.map(l => ({
           transport: l.transport,
@@ -516,7 +517,7 @@ export class Rpc {
         this.dispatcher.sweep()
         this.router.sweep()
         this.calls.resendUnacked(DEFAULTS.resendUnackedMs)
-        this.directory.prune(Date.now() - this.forgetPeerAfterMs)
+        this.directory.prune(Date.now(), this.forgetPeerAfterMs)
       }, DEFAULTS.sweepIntervalMs).unref()
       if (this.closing != null) {
         clearInterval(this.sweepTimer)

@@ -57,6 +57,28 @@ test('at-most-once - ids below the caller\'s low water mark are forgotten and ne
   t.deepEqual(table.admit(1, 1000, 3), { kind: 'stale' })
 })
 
+test('at-most-once - an ended call is remembered past its deadline: the first sweep after it ends dates it, a later sweep past that date lets it go', t => {
+  const table = new DedupTable(1000)
+  const arrived = Date.now()
+  t.deepEqual(table.admit(1, 1000, 1), { kind: 'new' })
+  table.end(1, encodeFrame([FrameType.REPLY, 1, 'done']))
+  const resend = (): unknown => table.admit(1, 1000, 1)
+  // Long past the deadline, but this sweep is the first to see it ended: it stays, and a resend still gets the reply.
+  table.sweep(arrived + 5000)
+  t.is(table.size, 1)
+  t.is((resend() as { kind: string }).kind, 'ended')
+  // Up to that sweep's time plus the timeout it stays too.
+  table.sweep(arrived + 6000)
+  t.is(table.size, 1)
+  table.sweep(arrived + 6001)
+  t.is(table.size, 0)
+  // A call still running is never dated or dropped by a sweep.
+  t.deepEqual(table.admit(2, 1000, 1), { kind: 'new' })
+  table.sweep(arrived + 60_000)
+  table.sweep(arrived + 120_000)
+  t.deepEqual(table.admit(2, 1000, 1), { kind: 'running' })
+})
+
 test('at-most-once - calls on a lost link are resent to the same process and failed for a restarted one', async t => {
   const frames: Array<[string, unknown[]]> = []
   let linkUp = true

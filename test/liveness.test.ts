@@ -1,6 +1,7 @@
 import test from 'ava'
 import { Rpc, RpcError } from '../src/index.js'
 import { PeerProcess, eventually, freePort } from './helpers/peer-process.js'
+import { PeerSession } from '../src/cohort/peer-directory.js'
 
 test('liveness - a callee killed with SIGKILL mid-call ends every pending call with an error, fast', async t => {
   const host = await PeerProcess.start({ rpc: { name: 'doomed' }, listen: '127.0.0.1:0' })
@@ -88,4 +89,15 @@ test('liveness - a peer gone for longer than forgetPeerAfter is forgotten, and m
   // The bandit starts over for the new process: none of the 30 earlier choices is carried over.
   t.true(choices() >= 1)
   t.true(choices() < 30, `choices carried over: ${choices()}`)
+})
+
+test('liveness - a peer\'s last-heard time is the first look after its frames, and stays put while none come', t => {
+  const session = new PeerSession('p', 'id', 'inc', [], [], 'inbound')
+  const start = session.lastHeard(1_000)
+  // A frame came (the directory sets this per frame): the next look dates it.
+  session.heard = true
+  t.is(session.lastHeard(5_000), 5_000)
+  // Nothing since: later looks keep that date.
+  t.is(session.lastHeard(9_000), 5_000)
+  t.true(start <= Date.now())
 })

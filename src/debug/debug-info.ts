@@ -37,6 +37,7 @@ export interface PeerInfo {
   addresses: string[]
   transports: string[]
   learnedFrom: string
+  /** Since the last frame from the peer, to within a second (see PeerSession.lastHeard). */
   lastHeardMsAgo: number
   callsInFlight: number
   links: LinkInfo[]
