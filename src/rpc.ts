@@ -360,7 +360,7 @@ export class Rpc {
     // else the call table's own round-trip average.
     const estimateMs = (peer: string): number | undefined => {
       const us = this.router.bandit.peerEstimateUs(peer)
-      return us != null ? us / 1000 : this.calls.rttMs.get(peer)
+      return us != null ? us / 1000 : this.calls.rttMs(peer)
     }
     const scores = latencyTimesLoad({ estimateMs }, { inflight: peer => inflight.get(peer) ?? 0 })
     return this.discovery.choose(fn, scores, selfDefines)

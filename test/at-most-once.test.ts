@@ -355,3 +355,26 @@ test('router - a link that throws on send (closed, or over its queue bound) coun
   t.is(err.code, 'PEER_NOT_FOUND')
   t.is(router.counters.unroutable, 1)
 })
+
+test('calls - a peer\'s round-trip estimate starts at its first reply, takes every eighth one after, and goes with the peer', async t => {
+  const ids: number[] = []
+  const table = new CallTable({ maxInflight: 100, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, resultDevice: 'cpu', send: (_peer, frame) => { ids.push(decode(frame)[1] as number); return true } })
+  const wait = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+  t.is(table.rttMs('p'), undefined)
+  const first = table.start('p', 'f', [], 10_000)
+  table.onReply('p', ids[0], 1)
+  t.is(await first, 1)
+  const start = table.rttMs('p') as number
+  t.true(start >= 0 && start < 1000)
+  // Replies two to seven (each at least 30 ms) leave it as it is; the eighth moves it.
+  for (let i = 1; i <= 8; i++) {
+    const fut = table.start('p', 'f', [], 10_000)
+    await wait(30)
+    table.onReply('p', ids[i], i)
+    t.is(await fut, i)
+    if (i < 7) t.is(table.rttMs('p'), start)
+  }
+  t.true((table.rttMs('p') as number) >= start * 0.8 + 30 * 0.2)
+  table.forgetPeer('p')
+  t.is(table.rttMs('p'), undefined)
+})

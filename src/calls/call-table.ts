@@ -81,6 +81,14 @@ class PendingCall {
 }
 
 const NO_FRAME = new Uint8Array(0)
+/** A peer's round trip is sampled on its first reply and then on every this-many-th. */
+const RTT_SAMPLE_EVERY = 8
+
+interface RoundTrips {
+  /** EWMA of the samples, ms. */
+  ms: number
+  replies: number
+}
 
 export interface CallCounters {
   started: number
@@ -101,8 +109,8 @@ export class CallTable {
   /** Every future's onCancel: one function for all, not a closure per call. */
   private readonly dropCancelled = (future: Future<any>): void => { this.drop(future) }
   private closed?: RpcError
-  /** Round trip (send to reply) per peer, an EWMA in ms: the latency estimate until a bandit supplies one. */
-  readonly rttMs = new Map<string, number>()
+  /** Round trip (send to reply) per peer: the latency estimate until a bandit supplies one (see take()). */
+  private readonly rtts = new Map<string, RoundTrips>()
   readonly counters: CallCounters = { started: 0, succeeded: 0, failed: {}, resent: 0, strayReplies: 0 }
 
   constructor (private readonly init: CallTableInit) {}
@@ -172,7 +180,7 @@ export class CallTable {
 
   /** The peer was pruned from the directory: its round-trip estimate goes too. */
   forgetPeer (peer: string): void {
-    this.rttMs.delete(peer)
+    this.rtts.delete(peer)
   }
 
   onAck (peer: string, id: unknown): void {
@@ -310,12 +318,26 @@ export class CallTable {
     log('resent call %d (%s on %s)', call.id, call.fn, call.peer)
   }
 
+  /** The peer's round trip, an EWMA in ms; undefined before its first reply. */
+  rttMs (peer: string): number | undefined {
+    return this.rtts.get(peer)?.ms
+  }
+
+  /**
+   * The call a reply or error ends, if it is ours. Its round trip is a sample for the
+   * peer's estimate: the first reply's, then every RTT_SAMPLE_EVERY-th one's. The clock
+   * read is 65-70 ns between a reply and the caller's continuation; an average of a
+   * peer's round trips does not need each one.
+   */
   private take (peer: string, id: unknown): PendingCall | undefined {
     const call = typeof id === 'number' ? this.calls.get(id) : undefined
     if (call != null && call.peer === peer && call.sentAt > 0) {
-      const sample = performance.now() - call.sentAt
-      const old = this.rttMs.get(peer)
-      this.rttMs.set(peer, old == null ? sample : old * 0.8 + sample * 0.2)
+      const rtt = this.rtts.get(peer)
+      if (rtt == null) {
+        this.rtts.set(peer, { ms: performance.now() - call.sentAt, replies: 1 })
+      } else if (++rtt.replies % RTT_SAMPLE_EVERY === 0) {
+        rtt.ms = rtt.ms * 0.8 + (performance.now() - call.sentAt) * 0.2
+      }
     }
     if (call == null || call.peer !== peer) {
       // A reply for a call that already ended (timed out, cancelled) or a confused peer.
