@@ -5,10 +5,13 @@ import { TcpTransport } from '../src/transports/tcp/tcp-transport.js'
 import { ShmTransport } from '../src/transports/shm/shm-transport.js'
 import { loadShmNative } from '../src/transports/shm/native.js'
 import type { Link } from '../src/transports/transport.js'
-import { decodeValue } from '../src/codec/frame.js'
+import { decodeValue, encodeFrame } from '../src/codec/frame.js'
+import type { ShmLink } from '../src/transports/shm/shm-link.js'
+import { SINGLE_CPU, spinGate } from '../src/transports/loop-spinner.js'
 import { echoesLarge, farEnd, startFarEnd, transportCompliance, type FarEnd } from './helpers/transport-compliance.js'
 
 const MAX_FRAME = 64 * 1024 * 1024
+const RESOLVED = Promise.resolve()
 
 /**
  * The suite is about links, not their setup: setup gets 30 s (the Rpc's shm offer waits 5),
@@ -66,6 +69,46 @@ if (loadShmNative().addon != null) {
     t.teardown(end.kill)
     await echoesLarge(t, end.link, 32 * 1024 * 1024)
     t.like(await end.status(), { alive: true, closes: 0 })
+  })
+
+  test('shm link - echoes sent one at a time, each from a promise job as the last comes back, arrive in order; the loop still turns once per nine looks at most', async t => {
+    const end = await openShm()
+    t.teardown(end.kill)
+    const link = end.link as ShmLink
+    const COUNT = 3000
+    let turns = 0
+    let running = true
+    const tick = (): void => {
+      turns++
+      if (running) setImmediate(tick)
+    }
+    setImmediate(tick)
+    const skippedBefore = spinGate.stats.skippedBusy
+    const echoed: number[] = []
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`only ${echoed.length} of ${COUNT} echoes in 60 s`)) }, 60_000)
+      // As an awaiting caller does: the next frame goes from the continuation, a promise job.
+      const sendNext = (): void => { link.send(encodeFrame([100, echoed.length + 1])) }
+      link.onFrame = frame => {
+        echoed.push(frame[1] as number)
+        if (echoed.length === COUNT) {
+          clearTimeout(timer)
+          resolve()
+        } else {
+          RESOLVED.then(sendNext, reject)
+        }
+      }
+      sendNext()
+    })
+    running = false
+    t.deepEqual(echoed, Array.from({ length: COUNT }, (_, i) => i + 1))
+    // A look as a promise job comes after a send while the link spins; the loop's turn
+    // comes at least after every eighth, so timers and other I/O are never kept waiting.
+    const { jobPolls } = link.wakeups
+    t.log(`${jobPolls} looks as promise jobs, ${turns} loop turns for ${COUNT} round trips`)
+    t.true(turns >= COUNT / 9 - 2, `${turns} loop turns`)
+    // Spinning is the gate's call (a busy machine pauses it); allowed, it looks as promise jobs.
+    t.true(jobPolls > 0 || SINGLE_CPU || spinGate.stats.skippedBusy > skippedBefore, `${jobPolls} looks as promise jobs`)
   })
 } else {
   test('shm compliance - skipped: the addon is not built', t => {

@@ -6,7 +6,8 @@
  *
  * While traffic is recent the consumer keeps polling its ring once per loop turn
  * (`setImmediate`, so other I/O still runs; a turn that found nothing first waits on the
- * ring for up to 20 µs, WAIT_IN_TURN_MS) for an adaptive window; then it sets its
+ * ring for up to 20 µs, WAIT_IN_TURN_MS; the look after a send comes sooner, as a promise
+ * job, up to JOB_POLLS in a row, see pollSoon) for an adaptive window; then it sets its
  * sleeping flag and costs nothing until the doorbell rings. The window doubles when a
  * wake-up came soon after falling asleep (spinning a little longer would have caught
  * it) and halves when sleeps are long (sparse traffic: spinning is waste). Whether it
@@ -70,6 +71,8 @@ const WAIT_IN_TURN_MS = 0.02
  * next one.
  */
 const LOOKS_PER_CLOCK_READ = 8
+/** Looks at the ring taken as promise jobs between two turns of the loop, at most (see ShmLink.pollSoon). */
+const JOB_POLLS = 8
 /** When the last such wait in this process ended: with several links, one waits at a time, not one after another in the same turn. */
 let lastWaitEnd = -Infinity
 
@@ -111,9 +114,10 @@ export class ShmLink implements Link {
   closeReason?: Error
   /**
    * Doorbell rings sent (`ringsDeferred`: of those, held to the end of a run of JavaScript,
-   * see wake) and received, spin windows that caught traffic: for debugInfo.
+   * see wake) and received, spin windows that caught traffic, looks taken as promise jobs
+   * (see pollSoon): for debugInfo.
    */
-  readonly wakeups = { rung: 0, ringsDeferred: 0, woken: 0, spinHits: 0, sleeps: 0 }
+  readonly wakeups = { rung: 0, ringsDeferred: 0, woken: 0, spinHits: 0, sleeps: 0, jobPolls: 0 }
 
   private readonly native: ShmAddon
   private readonly memory: ArrayBuffer
@@ -149,7 +153,19 @@ export class ShmLink implements Link {
   private pendingFrees: number[] = []
   /** Out-of-band parts sent through the arena, payloads that went inline for want of room, parts received. */
   private readonly oob = { sent: 0, sentBytes: 0, inline: 0, received: 0, receivedBytes: 0 }
-  private readonly pollBound = (): void => { this.poll() }
+  private readonly pollBound = (): void => {
+    this.jobPolls = 0
+    this.poll()
+  }
+
+  /** Looks taken as promise jobs since the loop last turned (see pollSoon()). */
+  private jobPolls = 0
+  private jobPollQueued = false
+  private readonly jobPollBound = (): void => {
+    this.jobPollQueued = false
+    this.wakeups.jobPolls++
+    this.poll()
+  }
   /** This process may run on one CPU only (its affinity; see peerOnOurOnlyCpu). */
   private readonly singleCpu = availableParallelism() === 1
   /** A doorbell ring waits for the end of this run of JavaScript (see wake). */
@@ -216,6 +232,7 @@ export class ShmLink implements Link {
       this.fail(err as Error)
       throw err
     }
+    this.pollSoon()
   }
 
   close (reason?: Error): void {
@@ -365,6 +382,21 @@ export class ShmLink implements Link {
     this.native.ring(this.init.peerBell)
   }
 
+  /**
+   * After a send while spinning, the next look at the ring is a promise job: it runs once
+   * the code that sent is done, not after the loop's next turn, which costs about as long
+   * here (1.3 µs) as the peer takes to answer a small call. At most JOB_POLLS such looks
+   * in a row; the loop's turn in between resets the count, so timers and other I/O wait
+   * at most that many looks.
+   */
+  private pollSoon (): void {
+    if (this.jobPollQueued || this.spinning == null || this.jobPolls >= JOB_POLLS) return
+    this.jobPollQueued = true
+    this.jobPolls++
+    // A plain promise job, not queueMicrotask (see router.ts); poll() throws nothing.
+    RESOLVED.then(this.jobPollBound)
+  }
+
   private schedule (): void {
     if (this.scheduled || this.closed) return
     this.scheduled = true
@@ -466,7 +498,11 @@ export class ShmLink implements Link {
         mine = true
         break
       }
-      if (liveShmLinks.size > 1 && anotherHasFrames(this)) break
+      if (liveShmLinks.size > 1 && anotherHasFrames(this)) {
+        // Its poll waits for the loop's turn: no more looks as promise jobs before it.
+        this.jobPolls = JOB_POLLS
+        break
+      }
       if (looks % LOOKS_PER_CLOCK_READ === 0 && (clock = performance.now()) >= until) break
     }
     // The last clock read stands for the end: a read after frames came would be on their path.
@@ -481,6 +517,7 @@ export class ShmLink implements Link {
 
   private onBell (): void {
     if (this.closed) return
+    this.jobPolls = 0
     this.wakeups.woken++
     if (this.asleep) {
       this.asleep = false
