@@ -149,8 +149,10 @@ export class CallTable {
     const now = performance.now()
     const call = new PendingCall(id, peer, fn, frame, timeoutMs, now + timeoutMs, future)
     this.calls.add(call)
-    this.deadlines.add(call)
     if (!this.transmit(call, now)) this.wait(call)
+    // After the send, out of the way of the reply (the callee is working meanwhile); unless
+    // the send ended the call already (a link that failed under it, say).
+    if (this.calls.get(id) === call) this.deadlines.add(call)
     // Kept for resends: from here on it must not refer to the caller's buffers (sending sealed it already, if it left).
     sealFrame(frame)
     return future
