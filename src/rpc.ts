@@ -226,7 +226,7 @@ export class Rpc {
       lookupTimeoutMs,
       reconnectGraceMs: secondsToMs('reconnectGrace', options.reconnectGrace ?? DEFAULTS.reconnectGrace),
       resultDevice: getDevice(options.device ?? 'cpu').name,
-      send: (peer, frame, callId, now) => this.router.send(peer, frame, 'call', callId, now),
+      send: (peer, frame, callId) => this.router.send(peer, frame, 'call', callId),
       hasLink: peer => peer === this.name || this.directory.linkFor(peer) != null
     })
     this.dispatcher = new Dispatcher(this.registry, {

@@ -158,10 +158,9 @@ export class Router {
    * (unless `scope` is 'direct') the way the discovery extension knows. False when
    * neither reaches the peer now. `callId` marks a CALL frame, whose ack times the arm.
    * A split frame (codec/out-of-band.ts) goes as it is only to a link that takes it
-   * (`Link.outOfBand`); everything else here gets the ordinary frame. `at`: performance.now()
-   * when the caller read it already (a clock read is about 0.1 µs of a call here).
+   * (`Link.outOfBand`); everything else here gets the ordinary frame.
    */
-  send (peer: string, frame: Uint8Array, scope: SendScope = 'any', callId?: number, at?: number): boolean {
+  send (peer: string, frame: Uint8Array, scope: SendScope = 'any', callId?: number): boolean {
     if (peer === this.selfName()) {
       this.counters.loopbackFrames++
       // Now, not in the microtask: the caller may change its buffers once we return.
@@ -187,15 +186,14 @@ export class Router {
     }
     const size = sizeClassOf(frameBytes(frame))
     const several = arms.length > 1
-    // The clock, for the probe schedule and the choice of arm, is read only with several
-    // arms, and once. Probes go first, so they time the arm, not the wait behind this very
-    // frame; but a small frame sent without `at` (a reply, an ack) goes first and is probed
-    // after, which takes the read (65-70 ns) off its path: its arm is chosen by the time
-    // of the route's last read, and a probe behind a small frame waits for nothing much.
-    const probeAfter = several && at == null && size === 0
-    let now = !several ? 0 : probeAfter ? route.readAt : at ?? performance.now()
-    if (several && !probeAfter && scope !== 'direct') this.probe(session, arms, size, now)
-    const first = several ? arms[this.choose(route, peer, size, now)] : arms[0]
+    // With several arms, the probe schedule, the choice of arm and the ack watch need the
+    // clock, none of them to the microsecond: a small frame goes by the time of the route's
+    // last read, and the clock is read once it has gone (a read is 65-70 ns, which sat
+    // between a call or a reply and its publish). Probes go first, so they time the arm,
+    // not the wait behind this very frame; a probe that is due reads the clock for itself.
+    const before = !several ? 0 : size === 0 ? route.readAt : performance.now()
+    if (several && scope !== 'direct') this.probe(session, arms, size, before)
+    const first = several ? arms[this.choose(route, peer, size, before)] : arms[0]
     let sent = this.trySend(peer, first, frame)
     if (sent == null && arms.length > 1) {
       // Fail over along the bandit's order; the failed arm is masked now and ranks last.
@@ -214,13 +212,11 @@ export class Router {
       return false
     }
     this.bandit.chose(peer, sent.transport, size)
-    if (probeAfter) {
-      now = performance.now()
-      if (scope !== 'direct') this.probe(session, arms, size, now)
-    }
-    if (several) route.readAt = now
     // With one arm there is nothing to choose between, so no ack timing either.
-    if (callId != null && several) this.watchAck(peer, sent.transport, size, callId, now)
+    if (!several) return true
+    const now = size === 0 ? performance.now() : before
+    route.readAt = now
+    if (callId != null) this.watchAck(peer, sent.transport, size, callId, now)
     return true
   }
 
@@ -352,10 +348,12 @@ export class Router {
     }
   }
 
-  private probe (session: PeerSession, arms: Link[], size: SizeClass, now: number): void {
+  /** Probes every arm in class `size` if one is due by `at` (a time perhaps a send old); each probe is timed from a read of its own. */
+  private probe (session: PeerSession, arms: Link[], size: SizeClass, at: number): void {
     let next = this.nextProbeAt.get(session.name)
     if (next == null) this.nextProbeAt.set(session.name, next = [0, 0, 0])
-    if (now < next[size]) return
+    if (at < next[size]) return
+    const now = performance.now()
     next[size] = now + PROBE_INTERVAL_MS[size]
     this.sweep(now)
     const padding = PROBE_BYTES[size] > 0 ? new Uint8Array(PROBE_BYTES[size]) : undefined
