@@ -104,8 +104,10 @@ if (loadShmNative().addon != null) {
     t.deepEqual(echoed, Array.from({ length: COUNT }, (_, i) => i + 1))
     // A look as a promise job comes after a send while the link spins; the loop's turn
     // comes at least after every eighth, so timers and other I/O are never kept waiting.
-    const { jobPolls } = link.wakeups
-    t.log(`${jobPolls} looks as promise jobs, ${turns} loop turns for ${COUNT} round trips`)
+    const { jobPolls, sleeps, woken } = link.wakeups
+    t.log(`${jobPolls} looks as promise jobs, ${turns} loop turns, ${sleeps} sleeps for ${COUNT} round trips`)
+    // Each sleep ends with one doorbell: no look queued before it sleeps again.
+    t.true(sleeps <= woken + 1, `${sleeps} sleeps, ${woken} wake-ups`)
     t.true(turns >= COUNT / 9 - 2, `${turns} loop turns`)
     // Spinning is the gate's call (a busy machine pauses it); allowed, it looks as promise jobs.
     t.true(jobPolls > 0 || SINGLE_CPU || spinGate.stats.skippedBusy > skippedBefore, `${jobPolls} looks as promise jobs`)

@@ -153,7 +153,9 @@ export class ShmLink implements Link {
   private pendingFrees: number[] = []
   /** Out-of-band parts sent through the arena, payloads that went inline for want of room, parts received. */
   private readonly oob = { sent: 0, sentBytes: 0, inline: 0, received: 0, receivedBytes: 0 }
+  /** The loop's turn: the queued poll runs, and looks as promise jobs may start afresh. */
   private readonly pollBound = (): void => {
+    this.scheduled = false
     this.jobPolls = 0
     this.poll()
   }
@@ -404,7 +406,6 @@ export class ShmLink implements Link {
   }
 
   private poll (): void {
-    this.scheduled = false
     // A look that waited in its turn and found frames looks again at once: in a loop, not
     // by recursion, since a frame larger than the ring comes in piece after piece.
     while (this.pollOnce());
@@ -457,6 +458,8 @@ export class ShmLink implements Link {
       return false
     }
     if (!idle && this.consumer.release()) this.ring()
+    // A poll queued before the link went to sleep: its flag is up, the doorbell wakes it.
+    if (this.asleep) return false
     if (!this.consumer.sleep(this.native.currentCpu())) {
       this.schedule()
       return false
