@@ -430,7 +430,9 @@ export class ShmLink implements Link {
     }
     for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
     try {
-      if (this.incoming != null && !this.closed) this.sendFrees()
+      // Frees of our views of the peer's arena go when its bell says views were collected
+      // (idleFrees), not on every poll: asking the addon on each one was an N-API call
+      // between every reply and the caller's next call once any large payload had come.
       if (this.queue.length > 0 && !this.closed) this.flush()
     } catch (err) {
       this.fail(err as Error)
