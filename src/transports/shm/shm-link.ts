@@ -648,7 +648,7 @@ export class ShmLink implements Link {
     return false
   }
 
-  /** Views were collected: report them now, traffic or not, so the peer's arena does not stay full. */
+  /** The arena's bell: views were collected. Report their blocks now, traffic or not, so the peer's arena does not stay full (the only place frees go from). */
   private idleFrees (): void {
     if (this.closed) return
     try {
