@@ -430,9 +430,11 @@ export class ShmLink implements Link {
     }
     for (let i = 0; i < frames.length && !this.closed; i++) this.deliver(frames[i])
     try {
-      // Frees of our views of the peer's arena go when its bell says views were collected
-      // (idleFrees), not on every poll: asking the addon on each one was an N-API call
-      // between every reply and the caller's next call once any large payload had come.
+      // Frees of collected views go when the arena's bell rings (idleFrees), not on every
+      // poll: asking the addon on each one was an N-API call between every reply and the
+      // caller's next call once any large payload had come. Blocks a frame never named
+      // (fromArena) are known here, and go now.
+      if (this.pendingFrees.length > 0 && !this.closed) this.sendFrees()
       if (this.queue.length > 0 && !this.closed) this.flush()
     } catch (err) {
       this.fail(err as Error)
@@ -648,7 +650,7 @@ export class ShmLink implements Link {
     return false
   }
 
-  /** The arena's bell: views were collected. Report their blocks now, traffic or not, so the peer's arena does not stay full (the only place frees go from). */
+  /** The arena's bell: views were collected. Report their blocks now, traffic or not, so the peer's arena does not stay full. */
   private idleFrees (): void {
     if (this.closed) return
     try {
