@@ -195,7 +195,7 @@ export class Router {
     if (several && scope !== 'direct') this.probe(session, arms, size, before)
     const first = several ? arms[this.choose(route, peer, size, before)] : arms[0]
     let sent = this.trySend(peer, first, frame)
-    if (sent == null && arms.length > 1) {
+    if (sent == null && several) {
       // Fail over along the bandit's order; the failed arm is masked now and ranks last.
       for (const transport of this.bandit.rank(peer, arms.map(l => l.transport), size)) {
         const link = arms.find(l => l.transport === transport)
