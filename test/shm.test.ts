@@ -322,6 +322,20 @@ shm('shm arena - a placeholder pointing outside the arena closes the link with B
   t.is(await client.call('oob-bad', 'add', 2, 2), 4)
 })
 
+shm('shm arena - blocks an arena frame names but its body never does are reported free at once, with no collection to report them', async t => {
+  const { host, client } = await pair(t, 'oob-unnamed')
+  await shmUp(client, 'oob-unnamed')
+  // The body is a reply to no call: no view of either block is made, so only the
+  // receiving poll can send them back. Until then they are ours, in use.
+  t.deepEqual(await host.request('unnamedBlocks', { bytes: 256 * 1024 }), [512 * 1024])
+  await eventually(async () => {
+    const inUse = (await shmDetails(host, client.name)).arenaInUse
+    if (inUse !== 0) throw new Error(`the host's arena still holds ${inUse} bytes`)
+  }, 20, 250)
+  t.is(links(await client.request('debug'), 'oob-unnamed', 'shm').length, 1)
+  t.is(await client.call('oob-unnamed', 'add', 2, 2), 4)
+})
+
 test('shm arena - shmArenaBytes must be a power of two from 64 KiB to 1 GiB', t => {
   for (const bad of [1000, 2 ** 15, 2 ** 31, 3 * MiB, 1.5, -MiB, Number.NaN]) {
     t.throws(() => new Rpc({ shmArenaBytes: bad }), { code: 'BAD_ARGUMENT' }, String(bad))

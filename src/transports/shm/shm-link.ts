@@ -267,6 +267,24 @@ export class ShmLink implements Link {
     this.send(encodeFrame([FrameType.ARENA_FRAME, arena?.id ?? 1, [bytes - 64, OOB_THRESHOLD], body]))
   }
 
+  /**
+   * Test hook: sends an ARENA_FRAME whose table names two blocks of `bytes` in our arena
+   * and whose body (a reply to no call) names neither, as a careless or hostile peer
+   * might. No view of them is ever made, so no collection will report them: the peer
+   * must send them back as free by itself. Returns our arena's bytes in use just after.
+   */
+  sendUnnamedBlocksForTest (bytes: number): number {
+    const arena = this.arena()
+    const placed = arena?.place([new Uint8Array(bytes), new Uint8Array(bytes)])
+    if (arena == null || placed == null) throw new RpcError('OVERLOADED', `no room for two blocks of ${bytes} bytes in the arena`)
+    const reply = encodeFrame([FrameType.REPLY, 0, null])
+    const body = Buffer.from(reply.buffer, reply.byteOffset + HEADER_BYTES, reply.byteLength - HEADER_BYTES)
+    arena.sent(placed.offsets)
+    placed.holding.release()
+    this.send(encodeFrame([FrameType.ARENA_FRAME, arena.id, [placed.offsets[0], bytes, placed.offsets[1], bytes], body]))
+    return arena.inUse
+  }
+
   /** Spin window, wake-up counts and out-of-band traffic, for debugInfo. */
   details (): Record<string, number> {
     const collections = viewCollections()
