@@ -356,6 +356,46 @@ test('router - a link that throws on send (closed, or over its queue bound) coun
   t.is(router.counters.unroutable, 1)
 })
 
+test('calls - a send path that throws ends that call once with an error, first send or resend; the other calls go on', async t => {
+  const { RpcError } = await import('../src/errors/rpc-error.js')
+  let mode: 'throw' | 'throwRpc' | 'noLink' | 'ok' = 'throw'
+  const sent: number[] = []
+  const table = new CallTable({
+    maxInflight: 10,
+    maxFrameBytes: 1 << 20,
+    lookupTimeoutMs: 10_000,
+    reconnectGraceMs: 5000,
+    resultDevice: 'cpu',
+    send: (_peer, frame) => {
+      if (mode === 'throw') throw new Error('signing failed')
+      if (mode === 'throwRpc') throw new RpcError('OVERLOADED', 'queue bound')
+      if (mode === 'noLink') return false
+      sent.push(decode(frame)[1] as number)
+      return true
+    }
+  })
+  let ends = 0
+  const outcome = async (fut: PromiseLike<unknown>): Promise<any> => await fut.then(value => { ends++; return value }, err => { ends++; return err })
+  // The first send throws: the call ends with BAD_FRAME naming the call and the cause.
+  const first = await outcome(table.start('p', 'f', [], 10_000))
+  t.is(first.code, 'BAD_FRAME')
+  t.is(first.message, "function 'f' on peer 'p': the call could not be sent: signing failed")
+  // No link, so the call waits; the send when the peer comes throws an RpcError, which ends it as it is.
+  mode = 'noLink'
+  const waiting = table.start('p', 'g', [], 10_000)
+  mode = 'throwRpc'
+  table.flush('p')
+  t.is((await outcome(waiting)).code, 'OVERLOADED')
+  t.is(table.perPeer().size, 0)
+  mode = 'ok'
+  const third = table.start('p', 'h', [], 10_000)
+  table.onReply('p', sent[0], 7)
+  t.is(await outcome(third), 7)
+  t.is(ends, 3)
+  t.deepEqual(table.counters.failed, { BAD_FRAME: 1, OVERLOADED: 1 })
+  t.is(table.counters.succeeded, 1)
+})
+
 test('calls - a peer\'s round-trip estimate starts at its first reply, takes every eighth one after, and goes with the peer', async t => {
   const ids: number[] = []
   const table = new CallTable({ maxInflight: 100, maxFrameBytes: 1 << 20, lookupTimeoutMs: 1000, reconnectGraceMs: 5000, resultDevice: 'cpu', send: (_peer, frame) => { ids.push(decode(frame)[1] as number); return true } })

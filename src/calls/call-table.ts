@@ -148,7 +148,7 @@ export class CallTable {
     }
     const call = new PendingCall(id, peer, fn, frame, timeoutMs, future)
     this.calls.add(call)
-    if (!this.transmit(call)) this.wait(call)
+    if (!this.transmit(call) && this.calls.get(id) === call) this.wait(call)
     // The clock and the deadline after the send, out of the way of the reply (the callee is
     // working meanwhile); unless the send ended the call already (a link that failed under it).
     if (this.calls.get(id) === call) {
@@ -216,7 +216,7 @@ export class CallTable {
     for (const call of waiting) {
       clearTimeout(call.lookupTimer)
       call.lookupTimer = undefined
-      if (!this.transmit(call)) this.wait(call)
+      if (!this.transmit(call) && this.calls.get(call.id) === call) this.wait(call)
     }
   }
 
@@ -308,9 +308,21 @@ export class CallTable {
     }, Math.min(this.init.lookupTimeoutMs, call.timeoutMs))
   }
 
-  /** Puts the call's frame on its peer's link; false (state untouched) when there is none. */
+  /**
+   * Puts the call's frame on its peer's link; false (state untouched) when there is none.
+   * A send that throws is a fault of the send path, not a lost link (send() says false for
+   * that): the call ends with it here, once, and false; the caller's other calls go on.
+   */
   private transmit (call: PendingCall): boolean {
-    if (!this.init.send(call.peer, call.frame, call.id)) return false
+    let sent: boolean
+    try {
+      sent = this.init.send(call.peer, call.frame, call.id)
+    } catch (err) {
+      const error = err instanceof RpcError ? err : new RpcError('BAD_FRAME', `${describeCall(call.peer, call.fn)}: the call could not be sent: ${(err as Error)?.message ?? String(err)}`, { peer: call.peer, fn: call.fn })
+      this.fail(call, error)
+      return false
+    }
+    if (!sent) return false
     call.state = 'sent'
     // Read once the frame has gone: before, the read (65-70 ns) sat between the call and its publish.
     call.sentAt = performance.now()
