@@ -18,7 +18,7 @@
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
 import { cpuTicks, machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, processCpuMs, stealShare, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
-import { calibrate, describeCalibration } from './calibrate.js'
+import { calibrate, describeCalibration, type Calibration } from './calibrate.js'
 import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type InterleavedResult, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
@@ -298,6 +298,10 @@ function table (results: StackResult[]): string {
   return textTable(header, rows)
 }
 
+function jsUs (c: Calibration): string {
+  return c.jsWorkUs.toFixed(2)
+}
+
 function ratio (a: number | undefined, b: number | undefined): number | undefined {
   return a != null && b != null && b !== 0 ? a / b : undefined
 }
@@ -315,9 +319,14 @@ async function main (): Promise<void> {
   const speed = await calibrate()
   log(describeCalibration(speed))
   const runs = new Map<Stack, StackRun[]>(stacks.map(s => [s, []]))
+  // The host's speed moves by the minute: each round is calibrated again, and the run once
+  // more at its end, so that a slow round can be told from a slow build.
+  const speedByRound: Calibration[] = []
   for (let round = 1; round <= CONFIG.rounds; round++) {
     const roundStart = nowMs()
-    log(`round ${round}/${CONFIG.rounds}`)
+    const roundSpeed = round === 1 ? speed : await calibrate()
+    speedByRound.push(roundSpeed)
+    log(`round ${round}/${CONFIG.rounds} (${jsUs(roundSpeed)} µs of JavaScript per calibration round)`)
     for (const stack of stacks) runs.get(stack)?.push(await runStack(stack, round))
     const elapsed = nowMs() - t0
     if (round < CONFIG.rounds && elapsed + (nowMs() - roundStart) > CONFIG.roundsBudgetMs) {
@@ -349,12 +358,14 @@ async function main (): Promise<void> {
   const [cohortId, bareId] = CONFIG.interleaved.stacks
   const interleavedP50 = ratio(interleaved?.results?.[cohortId]?.p50Us, interleaved?.results?.[bareId]?.p50Us)
   const interleavedP99 = ratio(interleaved?.results?.[cohortId]?.p99Us, interleaved?.results?.[bareId]?.p99Us)
+  const speedAtEnd = await calibrate()
 
   console.log('')
   console.log(`Client and server in two Node processes on this host (TCP stacks on loopback; shm and unix socket same-host); each figure is the median of ${roundsRun} round(s).`)
   console.log('p50/p99: 64 B echo, one call at a time.  calls/s: 64 B echo, 64 calls in flight.')
   console.log('MB/s: 10^6 payload bytes per second counted BOTH ways (sent + echoed), median of repetitions after warm-up echoes (the first echo of each size is in the log above and the JSON).')
   console.log(describeCalibration(speed))
+  console.log(`µs of JavaScript per calibration round, before each round: ${speedByRound.map(jsUs).join(', ')}; after the last: ${jsUs(speedAtEnd)}`)
   console.log('steal: the share of the CPUs\' time the hypervisor gave other guests while the stack was measured (median of the rounds); a run where it is high is slow for every stack.')
   console.log('')
   console.log(table(results))
@@ -376,7 +387,7 @@ async function main (): Promise<void> {
     benchmark: 'same-host',
     date: started.toISOString(),
     durationSeconds: (nowMs() - t0) / 1000,
-    machine: { ...machineFacts(), loadAverageBefore: loadBefore, speed },
+    machine: { ...machineFacts(), loadAverageBefore: loadBefore, speed, speedByRound, speedAtEnd },
     units: {
       latency: 'microseconds, 64-byte payload, sequential calls',
       callsPerSec: '64-byte payload, 64 calls in flight, one message per call',
