@@ -326,7 +326,12 @@ export class Rpc {
     if (peer != null) return this.async_<T>(peer, fn, ...args)
     let inner: Future<T> | undefined
     let timer: NodeJS.Timeout | undefined
-    const outer = new Future<T>(() => { clearTimeout(timer); inner?.cancel() })
+    const outer = new Future<T>(() => {
+      clearTimeout(timer)
+      // A call made already ends with its own error, naming the peer; this one before that.
+      inner?.cancel()
+      return new RpcError('CANCELLED', `the call of '${fn}' on any peer that defines it was cancelled by the caller`, { fn })
+    })
     const giveUpAt = Date.now() + Math.min(this.lookupTimeoutMs, this.timeoutMs)
     const poll = (): void => {
       if (outer.done()) return

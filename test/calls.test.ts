@@ -94,8 +94,18 @@ test('future - result, wait, done, exception and cancel', async t => {
   const cancelled = client.async_('fut', 'sleep', 300)
   t.true(cancelled.cancel())
   t.false(cancelled.cancel())
-  t.is((await t.throwsAsync(cancelled) as RpcError).code, 'CANCELLED')
-  t.is(cancelled.exception()?.code, 'CANCELLED')
+  const err = await t.throwsAsync(cancelled) as RpcError
+  t.is(err.code, 'CANCELLED')
+  t.is(err.message, "function 'sleep' on peer 'fut': cancelled by the caller")
+  t.deepEqual([err.peer, err.fn], ['fut', 'sleep'])
+  t.is(cancelled.exception(), err)
+  // asyncAny still looking for a definer: the error names the function.
+  const any = client.asyncAny('definedNowhere')
+  t.true(any.cancel())
+  const anyErr = await t.throwsAsync(any) as RpcError
+  t.is(anyErr.code, 'CANCELLED')
+  t.is(anyErr.fn, 'definedNowhere')
+  t.regex(anyErr.message, /'definedNowhere'.*cancelled by the caller/)
 })
 
 test('future - a native promise; a failed call nobody awaits is no unhandled rejection, and awaiting it later still throws', async t => {

@@ -107,7 +107,7 @@ export class CallTable {
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private readonly deadlines = new Deadlines<PendingCall>(call => { this.expire(call) })
   /** Every future's onCancel: one function for all, not a closure per call. */
-  private readonly dropCancelled = (future: Future<any>): void => { this.drop(future) }
+  private readonly dropCancelled = (future: Future<any>): RpcError | undefined => this.drop(future)
   private closed?: RpcError
   /** Round trip (send to reply) per peer: the latency estimate until a bandit supplies one (see take()). */
   private readonly rtts = new Map<string, RoundTrips>()
@@ -395,10 +395,11 @@ export class CallTable {
   }
 
   /** A cancelled future: forget its call so a late reply is dropped as stray. */
-  private drop (future: Future<any>): void {
+  private drop (future: Future<any>): RpcError | undefined {
     const call = this.calls.find(call => call.future === future)
-    if (call == null) return
+    if (call == null) return undefined
     this.forget(call)
     this.countFailure('CANCELLED')
+    return new RpcError('CANCELLED', `${describeCall(call.peer, call.fn)}: cancelled by the caller`, { peer: call.peer, fn: call.fn })
   }
 }

@@ -36,11 +36,14 @@ export class Future<T = unknown> extends Promise<T> {
   private readonly settleValue: (value: T) => void
   private readonly settleError: (error: RpcError) => void
   private listeners?: Array<() => void>
-  /** Called once if `cancel()` ends the future; the owner drops the call. */
-  private readonly onCancel?: (future: Future<T>) => void
+  /** Called once if `cancel()` ends the future: the owner drops the call and names it in the error. */
+  private readonly onCancel?: (future: Future<T>) => RpcError | undefined
 
-  /** @param onCancel called once if `cancel()` ends the future; the owner drops the call. */
-  constructor (onCancel?: (future: Future<T>) => void) {
+  /**
+   * @param onCancel called once if `cancel()` ends the future: the owner drops the call and
+   * returns the CANCELLED error naming it (undefined: a generic one).
+   */
+  constructor (onCancel?: (future: Future<T>) => RpcError | undefined) {
     super(takeSettlers)
     this.settleValue = takenResolve as (value: T) => void
     this.settleError = takenReject as (error: RpcError) => void
@@ -89,8 +92,8 @@ export class Future<T = unknown> extends Promise<T> {
   /** Stops waiting: the future fails with CANCELLED at once; a late reply is dropped. */
   cancel (): boolean {
     if (this.outcome != null) return false
-    this.reject(new RpcError('CANCELLED', 'the call was cancelled by the caller'))
-    this.onCancel?.(this)
+    // What the owner does may settle the future already (asyncAny passes on its inner call's error).
+    this.reject(this.onCancel?.(this) ?? new RpcError('CANCELLED', 'the call was cancelled by the caller'))
     return true
   }
 
