@@ -143,6 +143,60 @@ test('future - Promise statics on Future make plain promises', async t => {
   t.false(Future.resolve(1) instanceof Future)
 })
 
+test('names - listen takes host:port, tcp://host:port and a multiaddr; connect reaches a peer by any of the three', async t => {
+  const forms = ['127.0.0.1:0', 'tcp://127.0.0.1:0', '/ip4/127.0.0.1/tcp/0']
+  const hosts = forms.map((_, i) => new Rpc({ name: `addr-${i}` }))
+  const client = new Rpc({ name: 'addr-client' })
+  t.teardown(async () => { await Promise.all([...hosts, client].map(async rpc => await rpc.close())) })
+  const ports: number[] = []
+  for (let i = 0; i < hosts.length; i++) {
+    hosts[i].define('whoami', () => `addr-${i}`)
+    await hosts[i].listen(forms[i])
+    const [bound] = hosts[i].addresses()
+    t.regex(bound, /^127\.0\.0\.1:\d+$/, forms[i])
+    ports.push(Number(bound.split(':')[1]))
+  }
+  t.is(new Set(ports).size, 3)
+  client.connect(`127.0.0.1:${ports[0]}`)
+  client.connect(`tcp://127.0.0.1:${ports[1]}`)
+  client.connect(`/ip4/127.0.0.1/tcp/${ports[2]}`)
+  for (let i = 0; i < hosts.length; i++) t.is(await client.async_(`addr-${i}`, 'whoami'), `addr-${i}`)
+})
+
+test('names - addresses: IPv6 in brackets, localhost, DNS names and multiaddrs are taken; bad ones are BAD_ARGUMENT saying what is wrong', async t => {
+  const { toMultiaddr, fromMultiaddr } = await import('../src/transports/tcp/address.js')
+  t.is(toMultiaddr('[::1]:7000').toString(), '/ip6/::1/tcp/7000')
+  t.is(toMultiaddr('tcp://localhost:80').toString(), '/ip4/127.0.0.1/tcp/80')
+  t.is(toMultiaddr('example.org:443').toString(), '/dns/example.org/tcp/443')
+  t.is(toMultiaddr('/ip4/10.0.0.1/tcp/9').toString(), '/ip4/10.0.0.1/tcp/9')
+  t.is(fromMultiaddr(toMultiaddr('[::1]:7000')), '[::1]:7000')
+  t.is(fromMultiaddr(toMultiaddr('10.1.2.3:5')), '10.1.2.3:5')
+  t.throws(() => toMultiaddr('127.0.0.1:70000'), { code: 'BAD_ARGUMENT', message: /above 65535/ })
+  t.throws(() => toMultiaddr('/ip4/not-an-ip/tcp/1'), { code: 'BAD_ARGUMENT', message: /not a valid multiaddr/ })
+  t.throws(() => toMultiaddr('tcp://no-port'), { code: 'BAD_ARGUMENT', message: /host:port, tcp:\/\/host:port or a multiaddr/ })
+  t.throws(() => toMultiaddr(''), { code: 'BAD_ARGUMENT' })
+})
+
+test('tcp - calls to a peer share one long-lived stream, and the calls of one turn leave in a few socket writes', async t => {
+  const { client } = await hostAndClient(t, 'one-stream', { transports: ['tcp'] })
+  t.is(await client.async_('one-stream', 'add', 1, 1), 2)
+  const tcpLinks = (): any[] => client.debugInfo().peers.find(p => p.name === 'one-stream')?.links.filter(l => l.transport === 'tcp') ?? []
+  const [before] = tcpLinks()
+  t.is(tcpLinks().length, 1)
+  // 200 calls made in one turn: the first leaves at once, the rest together at the turn's
+  // end (2 writes here; one write per call without coalescing).
+  const sums = await Promise.all(Array.from({ length: 200 }, async (_, i) => await client.async_<number>('one-stream', 'add', i, 1)))
+  t.deepEqual(sums, Array.from({ length: 200 }, (_, i) => i + 1))
+  const after = tcpLinks()
+  t.is(after.length, 1)
+  t.is(after[0].direction, before.direction)
+  // Gossip may add a frame or two in the same moments.
+  t.true(after[0].framesOut - before.framesOut >= 200, JSON.stringify({ before, after }))
+  t.true(after[0].writes - before.writes <= 10, JSON.stringify({ before, after }))
+  t.is(await client.async_('one-stream', 'add', 2, 2), 4)
+  t.is(tcpLinks().length, 1)
+})
+
 test('names - setName after listen throws; the default name is unique', async t => {
   const a = new Rpc()
   const b = new Rpc()
