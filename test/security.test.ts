@@ -86,6 +86,21 @@ test('security - a HELLO that claims another peer id is refused (names are bound
   t.false(info.peers.some((p: any) => p.name === 'mallory'))
 })
 
+test('handshake - a HELLO of another protocol version is refused with a GOODBYE saying both versions; the host serves others', async t => {
+  const { host, transport, link, frames, closed } = await hostAndRawLink(t, 'versioned')
+  link.send(encodeFrame([FrameType.HELLO, { v: PROTOCOL_VERSION + 1, name: 'future', peerId: transport.localPeerId, incarnation: 'x', addrs: [], transports: ['tcp'] }]))
+  await closed
+  const goodbye = frames.find(f => f[0] === FrameType.GOODBYE)
+  t.is(goodbye?.[1], 'BAD_FRAME')
+  t.is(goodbye?.[2], `protocol version ${PROTOCOL_VERSION + 1} is not supported (this peer speaks ${PROTOCOL_VERSION})`)
+  const info = await host.request('debug')
+  t.false(info.peers.some((p: any) => p.name === 'future'))
+  const client = new Rpc()
+  t.teardown(async () => { await client.close() })
+  client.connect(host.addresses[0])
+  t.is(await client.async_('versioned', 'add', 2, 3), 5)
+})
+
 test('security - garbage after the handshake closes that link; the callee stays up and serves others', async t => {
   const { host, transport, link, closed } = await hostAndRawLink(t, 'robust')
   link.send(hello('fuzzer', transport.localPeerId))
