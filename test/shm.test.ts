@@ -239,6 +239,28 @@ async function shmDetails (peer: PeerProcess, remote: string): Promise<Record<st
 
 const MiB = 1024 * 1024
 
+const asRoot = process.getuid?.() === 0 ? shm : test.skip
+
+asRoot('shm - a peer of another user on the same host is never offered shared memory; calls go over TCP', async t => {
+  noDevShmLeftovers(t)
+  // uid 65534 (nobody): same kernel and boot, another user, so another host identity.
+  const host = await PeerProcess.start({ rpc: { name: 'other-user' }, listen: '127.0.0.1:0' }, undefined, { uid: 65534 })
+  t.teardown(async () => await host.kill())
+  const client = await PeerProcess.start({ rpc: {}, connect: [host.addresses[0]] })
+  t.teardown(async () => await client.kill())
+  await eventually(async () => await client.call('other-user', 'add', 1, 2))
+  t.deepEqual(await client.request('calls', { peer: 'other-user', fn: 'echo', args: [new Uint8Array(64)], count: 300, concurrency: 4 }), { ok: 300 })
+  // Either side would have offered at once on connecting (the one with the smaller peer id).
+  await new Promise(resolve => setTimeout(resolve, 500))
+  for (const [peer, remote] of [[client, 'other-user'], [host, client.name]] as const) {
+    const info = await peer.request('debug')
+    t.is(links(info, remote, 'shm').length, 0)
+    t.true(links(info, remote, 'tcp').length >= 1)
+    const counters = info.transports.find((x: any) => x.name === 'shm').counters
+    t.is(counters.offered + counters.accepted + counters.failed, 0, JSON.stringify(counters))
+  }
+})
+
 shm('shm arena - large byte values of every kind cross out of band, byte for byte; small ones stay in the ring', async t => {
   const arena = { shmArenaBytes: 256 * MiB }
   const { host, client } = await pair(t, 'oob-kinds', { client: arena, hostRpc: arena })

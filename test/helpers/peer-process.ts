@@ -33,6 +33,8 @@ export interface StartOptions {
   netns?: string
   /** Pin the child to this CPU (`taskset -c`). */
   cpu?: number
+  /** Run the child as this user and group id (needs root). */
+  uid?: number
 }
 
 export class RemoteError extends Error {
@@ -74,7 +76,7 @@ export class PeerProcess {
       ...(options.cpu == null ? [] : ['taskset', '-c', String(options.cpu)])
     ]
     const wrapped = wrappers.length === 0 ? {} : { execPath: wrappers[0], execArgv: [...wrappers.slice(1), process.execPath] }
-    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env }, ...wrapped })
+    const child = fork(script, [JSON.stringify(config)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...config.env }, ...wrapped, ...(options.uid == null ? {} : { uid: options.uid, gid: options.uid }) })
     const hello = await new Promise<any>((resolve, reject) => {
       const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('peer did not start within 30 s')) }, 30_000)
       child.once('message', (msg: any) => {
