@@ -222,7 +222,7 @@ shm('shm - a Buffer arrives as a Buffer and a Uint8Array as a Uint8Array, over s
   }
 })
 
-test('rdma - the stub arm is unavailable with its reason and never gets a link', async t => {
+test('rdma - the stub arm is unavailable with its reason and never gets a link, a choice or a frame, traffic or not', async t => {
   const rpc = new Rpc()
   t.teardown(async () => { await rpc.close() })
   const info = rpc.debugInfo()
@@ -230,6 +230,22 @@ test('rdma - the stub arm is unavailable with its reason and never gets a link',
   t.false(rdma?.available)
   t.is(rdma?.reason, 'no device under /sys/class/infiniband')
   t.true(rdma?.enabled)
+  // Enabled (the default) between two processes with traffic of every size class.
+  const host = await PeerProcess.start({ rpc: { name: 'no-rdma' }, listen: '127.0.0.1:0' })
+  t.teardown(async () => await host.kill())
+  rpc.connect(host.addresses[0])
+  await eventually(async () => await rpc.async_('no-rdma', 'add', 1, 2))
+  for (const bytes of [64, 100 * 1024, 2 * 1024 * 1024]) {
+    const payload = new Uint8Array(bytes).fill(3)
+    for (let i = 0; i < 20; i++) t.is((await rpc.async_<Uint8Array>('no-rdma', 'echo', payload)).byteLength, bytes)
+  }
+  for (const peerInfo of [rpc.debugInfo().peers.find(p => p.name === 'no-rdma'), (await host.request('debug')).peers.find((p: any) => p.name === rpc.getName())]) {
+    t.truthy(peerInfo)
+    t.false(peerInfo.links.some((l: any) => l.transport === 'rdma'))
+    const arm = peerInfo.bandit.find((a: any) => a.transport === 'rdma')
+    if (arm != null) t.deepEqual(Object.values(arm.chosen).reduce((a: number, b: any) => a + Number(b), 0), 0)
+    t.true(peerInfo.bandit.some((a: any) => Object.values(a.chosen).some((n: any) => n > 0)))
+  }
 })
 
 /** The client's shm link counters (see ShmLink.details). */
