@@ -1,5 +1,5 @@
 import test from 'ava'
-import { LoopSpinner, SINGLE_CPU, SpinGate, SpinWindow } from '../src/transports/loop-spinner.js'
+import { LoopSpinner, singleCpu, SpinGate, SpinWindow } from '../src/transports/loop-spinner.js'
 
 test('spin window - widens when traffic comes just after sleeping, narrows on long sleeps, within bounds', t => {
   const w = new SpinWindow()
@@ -23,7 +23,7 @@ test('loop spinner - polls for a window after traffic, then stops by itself', as
   await new Promise(resolve => setTimeout(resolve, 50))
   const { windows, turns } = spinner.stats
   const { skippedBusy } = gate.stats
-  if (SINGLE_CPU) {
+  if (singleCpu()) {
     t.is(windows + skippedBusy + turns, 0)
     return
   }
@@ -40,7 +40,7 @@ test('loop spinner - polls for a window after traffic, then stops by itself', as
 test('spin gate - a second of spinning that mostly waited for a CPU pauses spinning; a contended moment does not', t => {
   let waited = 0
   const gate = new SpinGate(() => waited)
-  if (SINGLE_CPU) {
+  if (singleCpu()) {
     t.false(gate.allows(0))
     return
   }
@@ -78,4 +78,34 @@ test('spin gate - a window that waits behind another task on its CPU gives the C
   waited += 0.4e6
   t.true(gate.crowded(token, 1.2)) // 0.4 of 0.6 ms waiting
   t.is(gate.stats.yielded, 1)
+})
+
+const cpuCount = (await import('node:os')).availableParallelism()
+const twoCpus = cpuCount >= 2 ? test : test.skip
+
+twoCpus('spin gate - a process pinned to one CPU while it runs stops spinning within a second; unpinned again, it may spin', async t => {
+  // A child, so that pinning it changes nothing for the other tests of this worker.
+  const { execFileSync } = await import('node:child_process')
+  const { fileURLToPath } = await import('node:url')
+  const spinner = new URL('../src/transports/loop-spinner.js', import.meta.url).href
+  const script = `
+    import { execFileSync } from 'node:child_process'
+    import { performance } from 'node:perf_hooks'
+    import { singleCpu, spinGate } from ${JSON.stringify(spinner)}
+    const wait = ms => new Promise(resolve => setTimeout(resolve, ms))
+    const seen = []
+    const look = () => { const now = performance.now(); seen.push([singleCpu(now), spinGate.allows(now)]) }
+    const pin = cpus => execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' })
+    look()
+    pin('0')
+    look() // within the second: the last answer stands
+    await wait(1100)
+    look()
+    pin('0-${cpuCount - 1}')
+    await wait(1100)
+    look()
+    console.log(JSON.stringify(seen))
+  `
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: fileURLToPath(new URL('.', import.meta.url)) })
+  t.deepEqual(JSON.parse(out), [[false, true], [false, true], [true, false], [false, true]])
 })

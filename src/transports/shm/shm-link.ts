@@ -12,8 +12,8 @@
  * wake-up came soon after falling asleep (spinning a little longer would have caught
  * it) and halves when sleeps are long (sparse traffic: spinning is waste). Whether it
  * spins at all is the process's SpinGate's call (../loop-spinner.ts), as for TCP: never
- * when the process may use only one CPU (`availableParallelism()` follows the affinity
- * mask, so two peers pinned to one CPU do not spin), nor for a while after a window that
+ * when the process may use only one CPU (singleCpu() follows the affinity mask, also as
+ * it changes, so two peers pinned to one CPU do not spin), nor for a while after a window that
  * did not get the CPU it spun on (a machine busier than it has CPUs): there spinning only
  * steals the time the peer needs to answer.
  *
@@ -35,11 +35,10 @@
  * link.send(encodeFrame([FrameType.ACK, 1]))
  * ```
  */
-import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks' // not the global, whose every read runs Node's lazy getter
 import { logger } from '@libp2p/logger'
 import { FrameInbox } from '../frame-inbox.js'
-import { SpinWindow, spinGate, type SpinToken } from '../loop-spinner.js'
+import { SpinWindow, singleCpu, spinGate, type SpinToken } from '../loop-spinner.js'
 import { decodeFrameBody, decodeSplitFrameBody, encodeFrame, FrameType, HEADER_BYTES, inlineFrame } from '../../codec/frame.js'
 import { moveParts, OOB_THRESHOLD, partsOf, valueOf } from '../../codec/out-of-band.js'
 import { RpcError } from '../../errors/rpc-error.js'
@@ -168,8 +167,6 @@ export class ShmLink implements Link {
     this.wakeups.jobPolls++
     this.poll()
   }
-  /** This process may run on one CPU only (its affinity; see peerOnOurOnlyCpu). */
-  private readonly singleCpu = availableParallelism() === 1
   /** A doorbell ring waits for the end of this run of JavaScript (see wake). */
   private wakePending = false
   private readonly wakeLaterBound = (): void => {
@@ -474,7 +471,7 @@ export class ShmLink implements Link {
     const now = performance.now()
     if (this.unstamped || this.trafficIn !== trafficBefore || this.queuedBytes !== queuedBefore || this.queueAt !== queueAtBefore) this.lastTraffic = now
     this.unstamped = false
-    if (this.spinning != null && now - this.lastTraffic < this.window.ms && !this.peerOnOurOnlyCpu() && !spinGate.crowded(this.spinning, now)) {
+    if (this.spinning != null && now - this.lastTraffic < this.window.ms && !this.peerOnOurOnlyCpu(now) && !spinGate.crowded(this.spinning, now)) {
       if (idle && (liveShmLinks.size === 1 || now - lastWaitEnd >= WAIT_IN_TURN_MS) && this.waitInTurn(now)) return true
       this.schedule()
       return false
@@ -501,8 +498,8 @@ export class ShmLink implements Link {
    * instead of 10). Unpinned peers are left to the spin gate: a CPU they shared a moment
    * ago says little about the next one.
    */
-  private peerOnOurOnlyCpu (): boolean {
-    return this.singleCpu && this.peerOnOurCpu()
+  private peerOnOurOnlyCpu (now?: number): boolean {
+    return singleCpu(now) && this.peerOnOurCpu()
   }
 
   /** Whether the peer last went to sleep, or woke, on the CPU we run on now. */
