@@ -190,8 +190,10 @@ export interface ServerProcess {
 }
 
 /** Forks `dist/bench/server.js <stackId>` and waits until it reports its address. */
-export async function spawnServer (stackId: string): Promise<ServerProcess> {
-  const child = fork(SERVER_ENTRY, [stackId], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+/** A server of `stackId` in a child process; on `cpu` only, from its start, when given (`taskset -c`). */
+export async function spawnServer (stackId: string, cpu?: string): Promise<ServerProcess> {
+  const pinned = cpu == null ? {} : { execPath: 'taskset', execArgv: ['-c', cpu, process.execPath] }
+  const child = fork(SERVER_ENTRY, [stackId], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...pinned })
   const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
   try {
     const address = await withDeadline(new Promise<string>((resolve, reject) => {

@@ -12,8 +12,10 @@
  *
  * The stacks run in interleaved rounds (cohort, libp2p, net, cohort, ...) and the table
  * shows the median of the rounds for each figure, so a burst of load from elsewhere on
- * the machine hits one round of every stack rather than all of one stack. Prints a
- * table and writes bench/results/tcp-<date>.json and bench/results/latest.json.
+ * the machine hits one round of every stack rather than all of one stack. Then cohort
+ * and the bare libp2p stream are measured interleaved (runInterleaved), and cohort over
+ * shm and the unix socket with client and server on one CPU (runPinned). Prints the
+ * tables and writes bench/results/bench-<date>.json and bench/results/latest.json.
  */
 import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 lacks Promise.withResolvers
 import { cpus, loadavg } from 'node:os'
@@ -33,17 +35,20 @@ const CONFIG = {
   throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },
   /** After the rounds: cohort and the bare libp2p stream, round trips in alternating blocks (see interleavedRoundTrips). */
   interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 30, capMs: 15_000 },
+  /** Last: these stacks with client and server on one CPU, one round each (see runPinned). */
+  pinned: { stacks: ['cohort-shm', 'raw-unix'], cpu: '0' },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
   /**
    * No new round starts if, at the pace of the last one, it would end past this much time:
    * with the interleaved section after it (its cap and the hang grace, 20 s, plus a few
-   * seconds to start and stop its processes) the run still ends before totalCapMs.
+   * seconds to start and stop its processes) and the pinned one (usually about 10 s; at
+   * most each section's cap, 32 s a stack) the run still ends before totalCapMs.
    */
   roundsBudgetMs: 150_000,
   /** Hard limit for the whole run. */
-  totalCapMs: 178_000
+  totalCapMs: 250_000
 }
 
 /** One stack's figures from one round. */
@@ -141,13 +146,13 @@ async function stopServer (server: ServerProcess, errors: string[]): Promise<'ex
   return exit
 }
 
-/** One round of one stack: a fresh server process, a fresh client, every section. */
-async function runStack (stack: Stack, round: number): Promise<StackRun> {
+/** One round of one stack: a fresh server process (on `cpu` only, when given), a fresh client, every section. */
+async function runStack (stack: Stack, round: number, cpu?: string): Promise<StackRun> {
   const run: StackRun = { round, errors: [] }
   log(`  ${stack.label}`)
   let server
   try {
-    server = await spawnServer(stack.id)
+    server = await spawnServer(stack.id, cpu)
   } catch (err) {
     run.errors.push((err as Error).message)
     log(`    FAILED ${(err as Error).message}`)
@@ -235,6 +240,46 @@ async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
     for (const client of clients) await closeClient(client, run.errors)
     for (const server of servers) await stopServer(server, run.errors)
   }
+  return run
+}
+
+interface PinnedRun {
+  cpu: string
+  /** Set when the section did not run, and why. */
+  skipped?: string
+  results: StackResult[]
+  /** cohort over shm against the unix socket, pinned: p50 (lower = cohort faster) and calls/s (higher = cohort faster). */
+  p50Ratio?: number
+  callsPerSecRatio?: number
+}
+
+/**
+ * Client and server on one CPU, as `taskset -c 0 node dist/bench/index.js cohort-shm
+ * raw-unix` runs them: this process is pinned for the section and each server starts
+ * pinned, one round of each stack. Neither side can answer while the other runs, so the
+ * shm link does not spin: this measures its doorbell path against the unix socket's
+ * wake-ups (issue 4: no slower than the socket).
+ */
+async function runPinned (stacks: Stack[]): Promise<PinnedRun> {
+  const { cpu } = CONFIG.pinned
+  const run: PinnedRun = { cpu, results: [] }
+  if (!pinProcess(process.pid, cpu)) {
+    run.skipped = 'taskset failed'
+    log(`pinned to CPU ${cpu}: skipped (${run.skipped})`)
+    return run
+  }
+  log(`pinned to CPU ${cpu}: ${stacks.map(s => s.label).join(', ')} (client and server on that CPU, one round each)`)
+  try {
+    for (const stack of stacks) {
+      const stackRun = await runStack(stack, 1, cpu)
+      run.results.push({ stack: stack.id, label: stack.label, summary: summarize([stackRun]), runs: [stackRun] })
+    }
+  } finally {
+    pinProcess(process.pid, allCpus())
+  }
+  const [shm, socket] = run.results.map(r => r.summary)
+  run.p50Ratio = ratio(shm?.p50Us, socket?.p50Us)
+  run.callsPerSecRatio = ratio(shm?.callsPerSec, socket?.callsPerSec)
   return run
 }
 
@@ -358,6 +403,8 @@ async function main (): Promise<void> {
   const [cohortId, bareId] = CONFIG.interleaved.stacks
   const interleavedP50 = ratio(interleaved?.results?.[cohortId]?.p50Us, interleaved?.results?.[bareId]?.p50Us)
   const interleavedP99 = ratio(interleaved?.results?.[cohortId]?.p99Us, interleaved?.results?.[bareId]?.p99Us)
+  const pinnedStacks = CONFIG.pinned.stacks.filter(id => stacks.some(s => s.id === id)).map(stackById)
+  const pinned = pinnedStacks.length === CONFIG.pinned.stacks.length ? await runPinned(pinnedStacks) : undefined
   const speedAtEnd = await calibrate()
 
   console.log('')
@@ -379,7 +426,14 @@ async function main (): Promise<void> {
     console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn, ${interleaved.placement ?? ''}): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleavedP50)}   p99 ${times(interleavedP99)}`)
     console.log(`  CPU per call (client, server): cohort ${fmt(c.clientCpuUsPerCall, 0)}, ${fmt(c.serverCpuUsPerCall, 0)} µs; bare libp2p ${fmt(b.clientCpuUsPerCall, 0)}, ${fmt(b.serverCpuUsPerCall, 0)} µs (the server's in 10 ms ticks)`)
   }
+  if (pinned != null && pinned.skipped == null) {
+    console.log('')
+    console.log(`pinned: client and server both on CPU ${pinned.cpu}, one round each`)
+    console.log(table(pinned.results))
+    console.log(`cohort over shm / unix socket, pinned:  p50 ${times(pinned.p50Ratio)} (higher = cohort slower)   calls/s ${times(pinned.callsPerSecRatio)} (lower = cohort slower)`)
+  }
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
+  for (const r of pinned?.results ?? []) for (const e of r.runs[0].errors) console.log(`! pinned ${r.stack}: ${e}`)
   for (const e of interleaved?.errors ?? []) console.log(`! interleaved round trips: ${e}`)
   for (const u of unhandled) console.log(`! unhandled rejection: ${u}`)
 
@@ -399,10 +453,11 @@ async function main (): Promise<void> {
     ratiosCohortOverBareLibp2p: ratios,
     ratiosCohortSpinOverBareLibp2p: spinRatios,
     interleavedRoundTrip: interleaved == null ? undefined : { ...interleaved, p50Ratio: interleavedP50, p99Ratio: interleavedP99 },
+    pinned,
     unhandledRejections: unhandled
   }
   console.log(`\nwrote ${writeReport('bench', started, report, true)} and latest.json`)
-  if (unhandled.length > 0 || (interleaved?.errors.length ?? 0) > 0 || results.some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
+  if (unhandled.length > 0 || (interleaved?.errors.length ?? 0) > 0 || [...results, ...(pinned?.results ?? [])].some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
 }
 
 main().then(() => {
