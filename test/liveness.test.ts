@@ -1,4 +1,5 @@
 import test from 'ava'
+import { execFileSync } from 'node:child_process'
 import { Rpc, RpcError } from '../src/index.js'
 import { PeerProcess, eventually, freePort } from './helpers/peer-process.js'
 import { PeerSession } from '../src/cohort/peer-directory.js'
@@ -100,4 +101,41 @@ test('liveness - a peer\'s last-heard time is the first look after its frames, a
   // Nothing since: later looks keep that date.
   t.is(session.lastHeard(9_000), 5_000)
   t.true(start <= Date.now())
+})
+
+/** Whether `ss -K` can destroy sockets here (root and a kernel with SOCK_DESTROY). */
+function socketsCanBeKilled (): boolean {
+  if (process.getuid?.() !== 0) return false
+  try {
+    execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', ':1'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const withSocketKill = socketsCanBeKilled() ? test : test.skip
+
+withSocketKill('liveness and at-most-once - the TCP connection reset mid-traffic (ss -K): calls in flight are resent on the redialed one and each runs exactly once', async t => {
+  // TCP only, so the calls cannot go over shared memory instead.
+  const env = { COHORT_SHM_DISABLE: '1' }
+  const host = await PeerProcess.start({ rpc: { name: 'reset-host' }, listen: '127.0.0.1:0', env })
+  t.teardown(async () => await host.kill())
+  const address = host.addresses[0]
+  const client = await PeerProcess.start({ rpc: { reconnectGrace: 20 }, connect: [address], env })
+  t.teardown(async () => await client.kill())
+  await eventually(async () => await client.call('reset-host', 'add', 1, 1))
+  const counted = await host.call<number>(host.name, 'getCount')
+  const running = client.request('calls', { peer: 'reset-host', fn: 'count', count: 4000, concurrency: 64 })
+  await eventually(async () => {
+    if (await host.call<number>(host.name, 'getCount') - counted < 500) throw new Error('not yet under way')
+  }, 40, 50)
+  // The kernel destroys the client's socket to the host: both ends see the connection go.
+  execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', `:${address.split(':')[1]}`], { stdio: 'ignore' })
+  t.deepEqual(await running, { ok: 4000 })
+  t.is(await host.call<number>(host.name, 'getCount') - counted, 4000)
+  const debug = await client.request('debug')
+  t.true(debug.connections.find((c: any) => c.address === address).connects >= 2, JSON.stringify(debug.connections))
+  // 64 were in flight when it went: sent again, not run again.
+  t.true(debug.counters.calls.resent >= 1, JSON.stringify(debug.counters.calls))
 })
