@@ -21,7 +21,7 @@ import '../src/transports/tcp/polyfill.js' // before any libp2p module: Node 20 
 import { cpus, loadavg } from 'node:os'
 import { cpuTicks, machineFacts, median, nowMs, pinProcess, positiveIntFromEnv, processCpuMs, stealShare, spawnServer, textTable, withDeadline, writeReport, type EchoClient, type ServerProcess, type Stack } from './harness.js'
 import { calibrate, describeCalibration, type Calibration } from './calibrate.js'
-import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type InterleavedResult, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
+import { interleavedRoundTrips, pipelined, roundTrip, throughput, verifyEcho, type InterleavedOptions, type InterleavedResult, type PipelinedResult, type RoundTripResult, type ThroughputResult } from './measure.js'
 import { STACKS, stackById } from './tcp/stacks.js'
 
 const MiB = 1024 * 1024
@@ -35,8 +35,8 @@ const CONFIG = {
   throughput16MiB: { payloadBytes: 16 * MiB, warmup: 16, warmupMs: 1_000, repetitions: 8, capMs: 10_000 },
   /** After the rounds: cohort and the bare libp2p stream, round trips in alternating blocks (see interleavedRoundTrips). */
   interleaved: { stacks: ['cohort', 'libp2p-stream'], payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 30, capMs: 15_000 },
-  /** Last: these stacks with client and server on one CPU, one round each (see runPinned). */
-  pinned: { stacks: ['cohort-shm', 'raw-unix'], cpu: '0' },
+  /** Last: these stacks with client and server on one CPU, one round each, then round trips interleaved (see runPinned). */
+  pinned: { stacks: ['cohort-shm', 'raw-unix'], cpu: '0', payloadBytes: 64, warmup: 3000, warmupMs: 1_000, blockCalls: 200, blocks: 30, capMs: 15_000 },
   connectCapMs: 10_000,
   /** A section that overruns its own cap by this much is abandoned (a hang, not slowness). */
   hangGraceMs: 5_000,
@@ -209,25 +209,25 @@ interface InterleavedRun {
  * evening. Placed so, eight runs gave 1.03–1.30x (the highest with 9% of the CPUs' time
  * stolen by other guests), and one with 10–18% stolen 2.26x.
  */
-async function runInterleaved (stacks: Stack[]): Promise<InterleavedRun> {
+async function runInterleaved (stacks: Stack[], options: InterleavedOptions = CONFIG.interleaved, placement: Placement = { client: '0', servers: '1' }): Promise<InterleavedRun> {
   const run: InterleavedRun = { stacks: stacks.map(s => s.id), errors: [] }
-  const { blockCalls, blocks } = CONFIG.interleaved
+  const { blockCalls, blocks } = options
   log(`interleaved round trips: ${stacks.map(s => s.label).join(', ')} (blocks of ${blockCalls} calls in turn, ${blocks} each)`)
   const servers: ServerProcess[] = []
   const clients: EchoClient[] = []
   try {
+    // Servers start placed (taskset -c), so each knows its CPUs from the start; this
+    // process pins itself. taskset missing: nothing is placed.
+    const placed = cpus().length >= 2 && pinProcess(process.pid, placement.client)
     for (const stack of stacks) {
-      const server = await spawnServer(stack.id)
+      const server = await spawnServer(stack.id, placed ? placement.servers : undefined)
       servers.push(server)
       await connectChecked(stack, server, client => { clients.push(client) })
     }
-    const placed = cpus().length >= 2 && servers.every(server => pinProcess(server.pid, '1')) && pinProcess(process.pid, '0')
-    // Half a placement is worse than none: what did get pinned goes back to every CPU.
-    if (!placed) for (const pid of [...servers.map(server => server.pid), process.pid]) pinProcess(pid, allCpus())
-    run.placement = placed ? 'client on CPU 0, both servers on CPU 1' : 'as the scheduler placed them (taskset failed)'
+    run.placement = placed ? `client on CPU ${placement.client}, both servers on CPU ${placement.servers}` : 'as the scheduler placed them (taskset failed)'
     log(`    placement: ${run.placement}`)
     const ticks = cpuTicks()
-    const measured = await withDeadline(interleavedRoundTrips(clients, CONFIG.interleaved, servers.map(server => () => processCpuMs(server.pid))), CONFIG.interleaved.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
+    const measured = await withDeadline(interleavedRoundTrips(clients, options, servers.map(server => () => processCpuMs(server.pid))), options.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
     run.stealShare = stealShare(ticks, cpuTicks())
     run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
     for (const stack of stacks) log(`    ${stack.label}: ${describe(run.results[stack.id])}`)
@@ -248,9 +248,17 @@ interface PinnedRun {
   /** Set when the section did not run, and why. */
   skipped?: string
   results: StackResult[]
-  /** cohort over shm against the unix socket, pinned: p50 (lower = cohort faster) and calls/s (higher = cohort faster). */
+  /** cohort over shm against the unix socket, pinned, one round each: p50 (lower = cohort faster) and calls/s (higher = cohort faster). */
   p50Ratio?: number
   callsPerSecRatio?: number
+  /** Round trips of both pairs at once, blocks in turn, all four processes on the CPU. */
+  interleaved?: InterleavedRun & { p50Ratio?: number }
+}
+
+/** Where runInterleaved puts the client (this process) and the servers, in taskset's list syntax. */
+interface Placement {
+  client: string
+  servers: string
 }
 
 /**
@@ -258,7 +266,10 @@ interface PinnedRun {
  * raw-unix` runs them: this process is pinned for the section and each server starts
  * pinned, one round of each stack. Neither side can answer while the other runs, so the
  * shm link does not spin: this measures its doorbell path against the unix socket's
- * wake-ups (issue 4: no slower than the socket).
+ * wake-ups (issue 4: no slower than the socket). Then the round trips again, both pairs
+ * at once in blocks taken in turn: pinned, either stack's p50 moves between about 15 and
+ * 25 µs from one minute to the next (the socket's too), so one round each can turn the
+ * ratio either way.
  */
 async function runPinned (stacks: Stack[]): Promise<PinnedRun> {
   const { cpu } = CONFIG.pinned
@@ -274,6 +285,9 @@ async function runPinned (stacks: Stack[]): Promise<PinnedRun> {
       const stackRun = await runStack(stack, 1, cpu)
       run.results.push({ stack: stack.id, label: stack.label, summary: summarize([stackRun]), runs: [stackRun] })
     }
+    const interleaved = await runInterleaved(stacks, CONFIG.pinned, { client: cpu, servers: cpu })
+    const [a, b] = CONFIG.pinned.stacks
+    run.interleaved = { ...interleaved, p50Ratio: ratio(interleaved.results?.[a]?.p50Us, interleaved.results?.[b]?.p50Us) }
   } finally {
     pinProcess(process.pid, allCpus())
   }
@@ -431,9 +445,15 @@ async function main (): Promise<void> {
     console.log(`pinned: client and server both on CPU ${pinned.cpu}, one round each`)
     console.log(table(pinned.results))
     console.log(`cohort over shm / unix socket, pinned:  p50 ${times(pinned.p50Ratio)} (higher = cohort slower)   calls/s ${times(pinned.callsPerSecRatio)} (lower = cohort slower)`)
+    const pi = pinned.interleaved
+    if (pi?.results != null) {
+      const [a, b] = CONFIG.pinned.stacks
+      console.log(`pinned, interleaved (both pairs at once, blocks of ${CONFIG.pinned.blockCalls} calls in turn, ${pi.placement ?? ''}): cohort over shm p50 ${fmt(pi.results[a].p50Us, 1)} µs, unix socket ${fmt(pi.results[b].p50Us, 1)};  p50 ${times(pi.p50Ratio)}`)
+    }
   }
   for (const r of results) for (const run of r.runs) for (const e of run.errors) console.log(`! ${r.stack} round ${run.round}: ${e}`)
   for (const r of pinned?.results ?? []) for (const e of r.runs[0].errors) console.log(`! pinned ${r.stack}: ${e}`)
+  for (const e of pinned?.interleaved?.errors ?? []) console.log(`! pinned, interleaved: ${e}`)
   for (const e of interleaved?.errors ?? []) console.log(`! interleaved round trips: ${e}`)
   for (const u of unhandled) console.log(`! unhandled rejection: ${u}`)
 
@@ -457,7 +477,7 @@ async function main (): Promise<void> {
     unhandledRejections: unhandled
   }
   console.log(`\nwrote ${writeReport('bench', started, report, true)} and latest.json`)
-  if (unhandled.length > 0 || (interleaved?.errors.length ?? 0) > 0 || [...results, ...(pinned?.results ?? [])].some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
+  if (unhandled.length > 0 || (interleaved?.errors.length ?? 0) > 0 || (pinned?.interleaved?.errors.length ?? 0) > 0 || [...results, ...(pinned?.results ?? [])].some(r => r.runs.some(run => run.errors.length > 0))) process.exitCode = 1
 }
 
 main().then(() => {
