@@ -148,7 +148,7 @@ export class CallTable {
     }
     const call = new PendingCall(id, peer, fn, frame, timeoutMs, future)
     this.calls.add(call)
-    if (!this.transmit(call) && this.calls.get(id) === call) this.wait(call)
+    if (!this.transmit(call)) this.wait(call)
     // The clock and the deadline after the send, out of the way of the reply (the callee is
     // working meanwhile); unless the send ended the call already (a link that failed under it).
     if (this.calls.get(id) === call) {
@@ -216,7 +216,7 @@ export class CallTable {
     for (const call of waiting) {
       clearTimeout(call.lookupTimer)
       call.lookupTimer = undefined
-      if (!this.transmit(call) && this.calls.get(call.id) === call) this.wait(call)
+      if (!this.transmit(call)) this.wait(call)
     }
   }
 
@@ -297,6 +297,8 @@ export class CallTable {
   }
 
   private wait (call: PendingCall): void {
+    // Ended already (a send that threw, see transmit): nothing to wait for.
+    if (this.calls.get(call.id) !== call) return
     call.state = 'waiting'
     let set = this.waiting.get(call.peer)
     if (set == null) this.waiting.set(call.peer, set = new Set())
