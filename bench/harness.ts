@@ -189,8 +189,10 @@ export interface ServerProcess {
   stop: () => Promise<'exited' | 'killed'>
 }
 
-/** Forks `dist/bench/server.js <stackId>` and waits until it reports its address. */
-/** A server of `stackId` in a child process; on `cpu` only, from its start, when given (`taskset -c`). */
+/**
+ * Forks `dist/bench/server.js <stackId>` and waits until it reports its address; on `cpu`
+ * only, from its start, when given (`taskset -c`).
+ */
 export async function spawnServer (stackId: string, cpu?: string): Promise<ServerProcess> {
   const pinned = cpu == null ? {} : { execPath: 'taskset', execArgv: ['-c', cpu, process.execPath] }
   const child = fork(SERVER_ENTRY, [stackId], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...pinned })

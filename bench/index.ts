@@ -194,6 +194,9 @@ interface InterleavedRun {
   /** Where the processes ran while measured. */
   placement?: string
   results?: Record<string, InterleavedResult>
+  /** The first stack's p50 and p99 over the second's. */
+  p50Ratio?: number
+  p99Ratio?: number
   stealShare?: number
   errors: string[]
 }
@@ -230,6 +233,8 @@ async function runInterleaved (stacks: Stack[], options: InterleavedOptions = CO
     const measured = await withDeadline(interleavedRoundTrips(clients, options, servers.map(server => () => processCpuMs(server.pid))), options.capMs + CONFIG.hangGraceMs, 'interleaved round trips')
     run.stealShare = stealShare(ticks, cpuTicks())
     run.results = Object.fromEntries(stacks.map((stack, i) => [stack.id, measured[i]]))
+    run.p50Ratio = ratio(measured[0]?.p50Us, measured[1]?.p50Us)
+    run.p99Ratio = ratio(measured[0]?.p99Us, measured[1]?.p99Us)
     for (const stack of stacks) log(`    ${stack.label}: ${describe(run.results[stack.id])}`)
     if (run.stealShare != null) log(`    steal: ${percent(run.stealShare)}`)
   } catch (err) {
@@ -252,7 +257,7 @@ interface PinnedRun {
   p50Ratio?: number
   callsPerSecRatio?: number
   /** Round trips of both pairs at once, blocks in turn, all four processes on the CPU. */
-  interleaved?: InterleavedRun & { p50Ratio?: number }
+  interleaved?: InterleavedRun
 }
 
 /** Where runInterleaved puts the client (this process) and the servers, in taskset's list syntax. */
@@ -285,9 +290,7 @@ async function runPinned (stacks: Stack[]): Promise<PinnedRun> {
       const stackRun = await runStack(stack, 1, cpu)
       run.results.push({ stack: stack.id, label: stack.label, summary: summarize([stackRun]), runs: [stackRun] })
     }
-    const interleaved = await runInterleaved(stacks, CONFIG.pinned, { client: cpu, servers: cpu })
-    const [a, b] = CONFIG.pinned.stacks
-    run.interleaved = { ...interleaved, p50Ratio: ratio(interleaved.results?.[a]?.p50Us, interleaved.results?.[b]?.p50Us) }
+    run.interleaved = await runInterleaved(stacks, CONFIG.pinned, { client: cpu, servers: cpu })
   } finally {
     pinProcess(process.pid, allCpus())
   }
@@ -414,9 +417,6 @@ async function main (): Promise<void> {
   const spinRatios = ratiosOf('cohort-spin')
   const pairStacks = CONFIG.interleaved.stacks.filter(id => stacks.some(s => s.id === id)).map(stackById)
   const interleaved = pairStacks.length === CONFIG.interleaved.stacks.length ? await runInterleaved(pairStacks) : undefined
-  const [cohortId, bareId] = CONFIG.interleaved.stacks
-  const interleavedP50 = ratio(interleaved?.results?.[cohortId]?.p50Us, interleaved?.results?.[bareId]?.p50Us)
-  const interleavedP99 = ratio(interleaved?.results?.[cohortId]?.p99Us, interleaved?.results?.[bareId]?.p99Us)
   const pinnedStacks = CONFIG.pinned.stacks.filter(id => stacks.some(s => s.id === id)).map(stackById)
   const pinned = pinnedStacks.length === CONFIG.pinned.stacks.length ? await runPinned(pinnedStacks) : undefined
   const speedAtEnd = await calibrate()
@@ -435,9 +435,8 @@ async function main (): Promise<void> {
   console.log(`cohort / bare libp2p:  p50 ${times(ratios.p50)} (higher = cohort slower)   calls/s ${times(ratios.callsPerSec)} (lower = cohort slower)`)
   if (spinRatios.p50 != null) console.log(`cohort spin: true / bare libp2p:  p50 ${times(spinRatios.p50)}   p99 ${times(spinRatios.p99)}   calls/s ${times(spinRatios.callsPerSec)}`)
   if (interleaved?.results != null) {
-    const c = interleaved.results[cohortId]
-    const b = interleaved.results[bareId]
-    console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn, ${interleaved.placement ?? ''}): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleavedP50)}   p99 ${times(interleavedP99)}`)
+    const [c, b] = CONFIG.interleaved.stacks.map(id => (interleaved.results as Record<string, InterleavedResult>)[id])
+    console.log(`interleaved (both pairs at once, blocks of ${CONFIG.interleaved.blockCalls} calls in turn, ${interleaved.placement ?? ''}): cohort p50 ${fmt(c.p50Us, 1)} µs, p99 ${fmt(c.p99Us, 1)}; bare libp2p p50 ${fmt(b.p50Us, 1)} µs, p99 ${fmt(b.p99Us, 1)};  p50 ${times(interleaved.p50Ratio)}   p99 ${times(interleaved.p99Ratio)}`)
     console.log(`  CPU per call (client, server): cohort ${fmt(c.clientCpuUsPerCall, 0)}, ${fmt(c.serverCpuUsPerCall, 0)} µs; bare libp2p ${fmt(b.clientCpuUsPerCall, 0)}, ${fmt(b.serverCpuUsPerCall, 0)} µs (the server's in 10 ms ticks)`)
   }
   if (pinned != null && pinned.skipped == null) {
@@ -472,7 +471,7 @@ async function main (): Promise<void> {
     results,
     ratiosCohortOverBareLibp2p: ratios,
     ratiosCohortSpinOverBareLibp2p: spinRatios,
-    interleavedRoundTrip: interleaved == null ? undefined : { ...interleaved, p50Ratio: interleavedP50, p99Ratio: interleavedP99 },
+    interleavedRoundTrip: interleaved,
     pinned,
     unhandledRejections: unhandled
   }
