@@ -13,9 +13,9 @@
  * it) and halves when sleeps are long (sparse traffic: spinning is waste). Whether it
  * spins at all is the process's SpinGate's call (../loop-spinner.ts), as for TCP: never
  * when the process may use only one CPU (singleCpu() follows the affinity mask, also as
- * it changes, so two peers pinned to one CPU do not spin), nor for a while after a window that
- * did not get the CPU it spun on (a machine busier than it has CPUs): there spinning only
- * steals the time the peer needs to answer.
+ * it changes, so two peers pinned to one CPU do not spin), nor for a while after a
+ * window that did not get the CPU it spun on (a machine busier than it has CPUs): there
+ * spinning only steals the time the peer needs to answer.
  *
  * The unix socket the segment came over stays open beside it: when the peer exits or is
  * killed the kernel closes its end, the socket hangs up, and the link closes.
